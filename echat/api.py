@@ -1,0 +1,210 @@
+"""The REST half of /v1: thin handlers that validate, make one call, and shape the answer.
+
+Every refusal is raised as an `echat.errors` exception; `echat.app.render_error` writes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response, request
+
+from echat import accounts
+from echat.accounts import Session
+from echat.app import current_echat, json_response
+from echat.errors import (
+    EchatError,
+    InvalidJson,
+    RoomNotFound,
+    TooManyRequests,
+    Unauthorized,
+    UserNotFound,
+    WrongCredentials,
+)
+from echat.hub import CLOSE_POLICY
+from echat.jsonio import loads
+from echat.store import MAX_SQLITE_INT
+
+api = Blueprint("api", __name__, url_prefix="/v1")
+
+MAX_ROOM_USERS = 1000
+MAX_SEARCH_LIMIT = 100
+MAX_HISTORY_LIMIT = 500
+
+
+# -- request parsing ------------------------------------------------------------------------
+
+
+async def request_json() -> dict[str, Any]:
+    """The body as a JSON object, whatever the Content-Type says (the original's clients are
+    sloppy about it). Raises InvalidJson otherwise, PayloadTooLarge past --max-body."""
+    value = loads(await request.get_data(as_text=False))
+    if not isinstance(value, dict):
+        raise InvalidJson()
+    return value
+
+
+def require_str(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise InvalidJson(f"'{name}' must be a string")
+    return value
+
+
+def query_int(name: str, default: int | None, low: int, high: int) -> int | None:
+    """An integer query parameter within [low, high]; a bad one is invalid_json."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not low <= int(raw) <= high:
+        raise InvalidJson(f"'{name}' must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def path_id(raw: str, error: type[EchatError]) -> int:
+    """A positive id from the path; anything else is `error` (the thing does not exist)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not 0 < int(raw) <= MAX_SQLITE_INT:
+        raise error()
+    return int(raw)
+
+
+async def require_session() -> Session:
+    session_id = accounts.presented_session_id(request.headers, request.args, allow_query=False)
+    return await authenticate(session_id)
+
+
+async def authenticate(session_id: str | None) -> Session:
+    """The session a request names; Unauthorized for a missing, malformed or ended one."""
+    if session_id is None:
+        raise Unauthorized()
+    key = accounts.session_key(session_id)
+    user = await current_echat().store.session_user(key)
+    if user is None:
+        raise Unauthorized()
+    return Session(user, key)
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+# -- accounts -------------------------------------------------------------------------------
+
+
+async def start_session(user_id: int) -> Response:
+    session_id = accounts.new_session_id()
+    await current_echat().store.create_session(accounts.session_key(session_id), user_id)
+    return json_response({"session_id": session_id})
+
+
+@api.post("/register")
+async def register() -> Response:
+    body = await request_json()
+    login = accounts.clean_login(require_str(body, "login"))
+    password = require_str(body, "password")
+    accounts.check_password(password)
+    app = current_echat()
+    user = await app.store.create_user(
+        login, accounts.login_key(login), await app.passwords.hash(password)
+    )
+    return await start_session(user.id)
+
+
+@api.post("/login")
+async def login() -> Response:
+    body = await request_json()
+    login_key = accounts.login_key(require_str(body, "login").strip())
+    password = require_str(body, "password")
+    app = current_echat()
+    guard, address = app.login_guard, client_address()
+    wait = guard.retry_after(login_key, address)
+    if wait > 0:
+        raise TooManyRequests(wait)
+    found = await app.store.credentials(login_key)
+    if found is None:
+        guard.failed(login_key, address)
+        raise UserNotFound()
+    user, password_hash = found
+    matches, new_hash = await app.passwords.verify(password_hash, password)
+    if not matches:
+        guard.failed(login_key, address)
+        raise WrongCredentials()
+    guard.succeeded(login_key)
+    if new_hash is not None:
+        await app.store.set_password_hash(user.id, new_hash)
+    return await start_session(user.id)
+
+
+@api.post("/logout")
+async def logout() -> Response:
+    session = await require_session()
+    app = current_echat()
+    await app.store.delete_session(session.key)
+    app.hub.close_session(session.key, CLOSE_POLICY)
+    return json_response({})
+
+
+@api.get("/info")
+async def info() -> Response:
+    session = await require_session()
+    return json_response(session.user.to_json())
+
+
+@api.get("/users")
+@api.get("/users/")
+async def search_users() -> Response:
+    await require_session()
+    limit = query_int("limit", 50, 1, MAX_SEARCH_LIMIT)
+    query = accounts.login_key(request.args.get("q", "").strip())
+    if not query:
+        # The original never lists every user: an empty search finds no one.
+        return json_response([])
+    users = await current_echat().store.search_users(query, limit)
+    return json_response([user.to_json() for user in users])
+
+
+# -- rooms and history ----------------------------------------------------------------------
+
+
+@api.get("/rooms")
+async def list_rooms() -> Response:
+    session = await require_session()
+    rooms = await current_echat().store.rooms_of(session.user.id)
+    return json_response([room.to_json() for room in rooms])
+
+
+@api.post("/rooms")
+async def create_room() -> Response:
+    session = await require_session()
+    listed = (await request_json()).get("users")
+    if not isinstance(listed, list) or len(listed) > MAX_ROOM_USERS:
+        raise InvalidJson(f"'users' must be a list of at most {MAX_ROOM_USERS} users")
+    user_ids = []
+    for entry in listed:
+        user_id = entry.get("id") if isinstance(entry, dict) else None
+        # bool is an int in Python; `true` is not a user id.
+        if not isinstance(user_id, int) or isinstance(user_id, bool):
+            raise InvalidJson("each user must be an object with an integer 'id'")
+        user_ids.append(user_id)
+    room = await current_echat().store.open_room(session.user.id, user_ids)
+    return json_response(room.to_json())
+
+
+@api.get("/rooms/<room_id>")
+async def room_info(room_id: str) -> Response:
+    session = await require_session()
+    room = await current_echat().store.room(path_id(room_id, RoomNotFound), session.user.id)
+    return json_response(room.to_json())
+
+
+@api.get("/rooms/<room_id>/messages")
+async def history(room_id: str) -> Response:
+    session = await require_session()
+    room = path_id(room_id, RoomNotFound)
+    limit = query_int("limit", 50, 1, MAX_HISTORY_LIMIT)
+    before = query_int("before", None, 0, MAX_SQLITE_INT)
+    after = query_int("after", None, 0, MAX_SQLITE_INT)
+    messages = await current_echat().store.messages(
+        room, session.user.id, limit=limit, before=before, after=after
+    )
+    return json_response([message.to_json() for message in messages])

@@ -1,0 +1,105 @@
+"""The application factory: wiring only. Nothing runs at import.
+
+`create_app(config)` builds a QuartTrio app with the REST and WebSocket blueprints, the one
+error handler, and the shared services (store, hub, password hasher, login guard) as attributes.
+The store opens when the app starts serving and closes after the last connection is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import cast
+
+from quart import Response, current_app
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from echat import jsonio
+from echat.config import Config
+from echat.errors import BY_STATUS, EchatError, InternalError, error_body
+from echat.hub import CLOSE_GOING_AWAY, Hub
+from echat.models import StoredMessage
+from echat.passwords import Passwords
+from echat.ratelimit import LoginGuard
+from echat.store import Store, open_store
+
+log = logging.getLogger("echat")
+
+
+class EchatApp(QuartTrio):
+    echat_config: Config
+    store: Store
+    hub: Hub
+    passwords: Passwords
+    login_guard: LoginGuard
+
+    def announce(self, result: object, origin: object) -> None:
+        """The store's commit listener: runs in commit order, so rooms are fed in id order.
+
+        Each frame is encoded once, whatever the number of receivers.
+        """
+        if isinstance(result, StoredMessage) and result.created:
+            message = result.message
+            self.hub.publish(message.room_id, jsonio.dumps(message.to_json()), skip=origin)
+
+    async def close_connections(self) -> None:
+        """First step of shutdown: close every socket with 1001 once what they sent is stored."""
+        self.hub.close_all(CLOSE_GOING_AWAY)
+        await self.store.flush()
+
+
+def current_echat() -> EchatApp:
+    return cast(EchatApp, current_app)
+
+
+def create_app(config: Config | None = None) -> EchatApp:
+    from echat.api import api
+    from echat.rooms_ws import rooms_ws
+
+    config = config or Config()
+    app = EchatApp("echat")
+    app.echat_config = config
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body
+    app.hub = Hub(config.outbox_frames)
+    app.passwords = Passwords(fast=config.fast_hashing)
+    app.login_guard = LoginGuard(config.login_failures)
+    app.register_blueprint(api)
+    app.register_blueprint(rooms_ws)
+    app.register_error_handler(Exception, render_error)
+
+    @app.while_serving
+    async def storage() -> AsyncIterator[None]:
+        async with open_store(config.db, on_commit=app.announce) as store:
+            app.store = store
+            yield
+
+    return app
+
+
+async def render_error(error: Exception) -> Response:
+    """Every failure becomes `{"error": {"code": ...}}` with the contract's status."""
+    headers: dict[str, str] = {}
+    if isinstance(error, EchatError):
+        status, body, headers = error.status, error.body(), error.headers
+    elif isinstance(error, HTTPException) and error.code is not None and error.code < 500:
+        known = BY_STATUS.get(error.code)
+        status = error.code
+        body = error_body(known.code if known else _snake(error.name))
+        if error.code == 405:
+            allow = dict(error.get_headers()).get("Allow")
+            if allow:
+                headers["Allow"] = allow
+    else:
+        log.error("unhandled error", exc_info=error)
+        status, body = InternalError.status, InternalError().body()
+    return json_response(body, status, headers)
+
+
+def json_response(value: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(jsonio.dumps(value), status=status, headers=headers,
+                    content_type=jsonio.CONTENT_TYPE)
+
+
+def _snake(name: str) -> str:
+    return "_".join(name.lower().split())

@@ -1,0 +1,58 @@
+"""The `echat` command line (also `python -m echat`).
+
+    echat serve [--host H] [--port P] [--db PATH] [...every setting of echat.config...]
+    echat --version
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from functools import partial
+
+import trio
+
+from echat import __version__
+from echat.config import Config, env_name, flag_name, parse_value, settings
+from echat.server import serve
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="echat", description="A small, fast chat server.")
+    parser.add_argument("--version", action="version", version=f"echat {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the server. Each setting may also come from its ECHAT_* variable; "
+        "a flag beats the variable, which beats the default.",
+    )
+    for f in settings():
+        serve_cmd.add_argument(
+            flag_name(f),
+            dest=f.name,
+            metavar=f.name.upper(),
+            type=partial(parse_value, f),
+            default=None,
+            help=f"{f.metadata['help']} [env {env_name(f)}; default {f.default!r}]",
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = Config.from_env(**{f.name: getattr(args, f.name) for f in settings()})
+    except ValueError as error:
+        parser.error(str(error))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        trio.run(partial(serve, config))
+    except OSError as error:
+        print(f"echat: cannot serve on {config.host}:{config.port}: {error.strerror or error}",
+              file=sys.stderr)
+        return 1
+    return 0

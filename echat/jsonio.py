@@ -1,0 +1,33 @@
+"""JSON in and out, the one way the API reads and writes bodies and frames."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from echat.errors import InvalidJson
+
+CONTENT_TYPE = "application/json; charset=utf-8"
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON with non-ASCII kept as is (`"Вася"`, not `"\\u0412..."`)."""
+    return _encoder.encode(value)
+
+
+def loads(data: str | bytes) -> Any:
+    """Parse a request body or a frame; anything that is not JSON text is `invalid_json`.
+
+    A lone surrogate (`"\\ud800"`) parses in Python but cannot be stored or sent as UTF-8,
+    so it is refused here with the rest of the malformed input.
+    """
+    try:
+        if isinstance(data, bytes):
+            data = data.decode("utf-8")
+        value = json.loads(data)
+        dumps(value).encode("utf-8")
+    except (UnicodeError, ValueError, RecursionError):
+        raise InvalidJson() from None
+    return value

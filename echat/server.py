@@ -1,0 +1,80 @@
+"""Running an echat app on hypercorn's trio worker, with echat's settings and shutdown order.
+
+Shutdown, in order: the trigger fires (a signal, or the embedding code); every WebSocket is
+closed with 1001 once what it sent is stored (`EchatApp.close_connections`); hypercorn stops
+accepting and gives the remaining requests `shutdown_grace` seconds; then the app's lifespan
+ends and the store drains its queue and closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from echat.app import EchatApp, create_app
+from echat.config import Config
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [f"{config.host}:{config.port}"]
+    hc.graceful_timeout = config.shutdown_grace
+    hc.websocket_ping_interval = config.ping_interval or None
+    # A peer that sends nothing, not even the pong to our ping, for this long is gone.
+    hc.read_timeout = int(config.peer_timeout) or None
+    # A text frame needs at most 4 UTF-8 bytes a character plus the JSON around it; the body
+    # limit is that bound for REST too.
+    hc.websocket_max_message_size = max(config.max_body, config.max_text * 4 + 1024)
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    return hc
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise OSError (EADDRINUSE) now, before the store opens, if the address is taken.
+
+    hypercorn binds only after the app has started; failing there would leave the app's
+    lifespan unfinished.
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host.strip("[]"), port))
+
+
+async def wait_for_signal() -> None:
+    """Return at the first SIGINT or SIGTERM."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
+
+
+async def serve(
+    config: Config,
+    *,
+    app: EchatApp | None = None,
+    shutdown_trigger: Callable[[], Awaitable[None]] = wait_for_signal,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until `shutdown_trigger` returns, then shut down in order.
+
+    `task_status.started()` reports the bound addresses (`["http://127.0.0.1:8081"]`), once
+    the store is open and the socket listens.
+    """
+    check_port_free(config.host, config.port)
+    app = app if app is not None else create_app(config)
+
+    async def shutdown() -> None:
+        await shutdown_trigger()
+        await app.close_connections()
+
+    await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=shutdown,
+                          task_status=task_status)

@@ -1,0 +1,545 @@
+"""SQLite storage: every SQL statement of echat, and every connection, live in this module.
+
+Concurrency rule: only the writer thread touches the write connection. Writes are jobs (a plain
+function of a connection) put on a queue; the writer thread takes whatever is queued, runs it in
+one transaction (group commit: one fsync for many senders, each job in its own savepoint so one
+failing job does not undo the others), commits, and then hands the finished batch back to the
+trio thread in commit order. That hand-back is the only path from a commit to the rest of the
+server: results that announce something (a new message) are passed to the `on_commit` listener
+there, in id order, before the waiting callers wake. So every subscriber of a room is fed in the
+order of the history endpoint.
+
+Reads run on a few read-only connections from trio's worker threads, each in its own
+transaction so a multi-statement read sees one snapshot (WAL lets them run beside the writer).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import sqlite3
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from echat.errors import EchatError, InternalError, RoomNotFound, UserAlreadyExists, UserNotFound
+from echat.models import Message, Room, StoredMessage, User
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+# How long a client nonce protects against a resent message (the contract's 10 minutes).
+NONCE_WINDOW = timedelta(minutes=10)
+
+# Upper bound on jobs in one transaction: large enough that a burst of senders shares one
+# commit, small enough that the first of them is not kept waiting behind thousands.
+MAX_BATCH = 512
+
+READ_CONNECTIONS = 4
+BUSY_TIMEOUT_MS = 5000
+MAX_SQLITE_INT = 2**63 - 1
+
+CommitListener = Callable[[Any, object], None]
+
+
+def now_text() -> str:
+    """The current UTC time as the API shows it: seconds precision, no suffix."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def schema_sql() -> str:
+    return resources.files("echat").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+@dataclass(eq=False)
+class _Job:
+    fn: Callable[..., Any]
+    args: tuple
+    announce: bool
+    origin: object
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+_STOP = object()
+
+
+class Store:
+    """Async access to the database. Build one with `open_store`."""
+
+    def __init__(self, path: str, on_commit: CommitListener | None) -> None:
+        self._path = path
+        self._on_commit = on_commit
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._read_limiter = trio.CapacityLimiter(READ_CONNECTIONS)
+        self._trio_token = trio.lowlevel.current_trio_token()
+        self._writer_thread: threading.Thread | None = None
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        writer = await trio.to_thread.run_sync(_connect_writer, self._path)
+        self._writer_thread = threading.Thread(
+            target=self._write_loop, args=(writer,), name="echat-writer", daemon=True
+        )
+        self._writer_thread.start()
+        for _ in range(READ_CONNECTIONS):
+            self._readers.put(await trio.to_thread.run_sync(_connect_reader, self._path))
+
+    async def _close(self) -> None:
+        self._closed = True
+        if self._writer_thread is not None:
+            self._jobs.put(_STOP)
+            await trio.to_thread.run_sync(self._writer_thread.join)
+        while not self._readers.empty():
+            self._readers.get_nowait().close()
+
+    # -- the writer thread -----------------------------------------------------------------
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        try:
+            stopping = False
+            while not stopping:
+                jobs = [self._jobs.get()]
+                while len(jobs) < MAX_BATCH:
+                    try:
+                        jobs.append(self._jobs.get_nowait())
+                    except queue.Empty:
+                        break
+                if _STOP in jobs:
+                    # Nothing is queued after the stop by a well-behaved caller; anything that
+                    # is gets an error instead of waiting forever.
+                    stopping = True
+                    at = jobs.index(_STOP)
+                    late = jobs[at + 1 :]
+                    jobs = jobs[:at]
+                    for job in late:
+                        job.error = RuntimeError("the store is closed")
+                    self._hand_back(late)
+                if jobs:
+                    _run_batch(conn, jobs)
+                    self._hand_back(jobs)
+        finally:
+            conn.close()
+
+    def _hand_back(self, jobs: list[_Job]) -> None:
+        if jobs:
+            self._trio_token.run_sync_soon(self._finish, jobs)
+
+    def _finish(self, jobs: list[_Job]) -> None:
+        """In the trio thread, in commit order: announce, then wake each caller."""
+        for job in jobs:
+            if job.announce and job.error is None and self._on_commit is not None:
+                try:
+                    self._on_commit(job.result, job.origin)
+                except Exception:
+                    log.exception("commit listener failed")
+            job.done.set()
+
+    async def _write(self, fn: Callable[..., Any], *args: Any, announce: bool = False,
+                     origin: object = None) -> Any:
+        """Run `fn(conn, *args)` on the writer thread inside a transaction.
+
+        Cancellation: the job is already queued and will commit; only the wait is abandoned.
+        """
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        job = _Job(fn, args, announce, origin)
+        self._jobs.put(job)
+        await job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await trio.to_thread.run_sync(self._run_read, fn, args, limiter=self._read_limiter)
+
+    def _run_read(self, fn: Callable[..., Any], args: tuple) -> Any:
+        # The limiter admits as many threads as there are connections, so one is always free.
+        conn = self._readers.get_nowait()
+        try:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn, *args)
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            self._readers.put(conn)
+
+    async def flush(self) -> None:
+        """Wait until every write queued before this call is committed and announced."""
+        await self._write(_nothing)
+
+    # -- accounts and sessions -------------------------------------------------------------
+
+    async def create_user(self, login: str, login_key: str, password_hash: str) -> User:
+        """Raises UserAlreadyExists when `login_key` is taken."""
+        return await self._write(_insert_user, login, login_key, password_hash)
+
+    async def credentials(self, login_key: str) -> tuple[User, str] | None:
+        """The user with that login key and their password hash, or None."""
+        return await self._read(_select_credentials, login_key)
+
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        await self._write(_update_password_hash, user_id, password_hash)
+
+    async def create_session(self, token_hash: bytes, user_id: int) -> None:
+        await self._write(_insert_session, token_hash, user_id)
+
+    async def session_user(self, token_hash: bytes) -> User | None:
+        return await self._read(_select_session_user, token_hash)
+
+    async def delete_session(self, token_hash: bytes) -> bool:
+        """End a session; False when there was none."""
+        return await self._write(_delete_session, token_hash)
+
+    async def search_users(self, key: str, limit: int) -> list[User]:
+        """Users whose login key contains `key`, ordered by login."""
+        return await self._read(_search_users, key, limit)
+
+    # -- rooms and messages ----------------------------------------------------------------
+
+    async def rooms_of(self, user_id: int) -> list[Room]:
+        return await self._read(_select_rooms_of, user_id)
+
+    async def room(self, room_id: int, user_id: int) -> Room:
+        """The room, if `user_id` is a member; raises RoomNotFound otherwise."""
+        room = await self._read(_select_room, room_id, user_id)
+        if room is None:
+            raise RoomNotFound()
+        return room
+
+    async def open_room(self, creator_id: int, user_ids: list[int]) -> Room:
+        """The room of exactly the creator and `user_ids`, created if there is none.
+
+        Raises UserNotFound when a listed id is not a user.
+        """
+        return await self._write(_open_room, creator_id, user_ids)
+
+    async def is_member(self, room_id: int, user_id: int) -> bool:
+        return await self._read(_is_member, room_id, user_id)
+
+    async def messages(self, room_id: int, user_id: int, *, limit: int,
+                       before: int | None = None, after: int | None = None) -> list[Message]:
+        """History of a room the user is in, oldest first: the newest `limit` messages, or with
+        `after` the oldest `limit` after it. Raises RoomNotFound for a room the user is not in."""
+        found = await self._read(_select_messages, room_id, user_id, limit, before, after)
+        if found is None:
+            raise RoomNotFound()
+        return found
+
+    async def add_message(self, room_id: int, user_id: int, text: str, nonce: str | None = None,
+                          *, origin: object = None) -> StoredMessage:
+        """Store a message and announce it to the commit listener with `origin`.
+
+        A `nonce` the same user sent within the last 10 minutes returns the earlier message
+        with `created=False`, and nothing is stored or announced. Raises RoomNotFound when the
+        user is not a member. Cancellation: the message may still be stored and announced.
+        """
+        return await self._write(_insert_message, room_id, user_id, text, nonce,
+                                 announce=True, origin=origin)
+
+
+@asynccontextmanager
+async def open_store(path: str, *, on_commit: CommitListener | None = None) -> AsyncIterator[Store]:
+    """Open (creating or upgrading) the database at `path` for the duration of the block.
+
+    `path` ':memory:' gives a private database in a temporary directory, deleted on exit, so it
+    behaves exactly like a file (WAL, several connections) and leaves nothing behind.
+    `on_commit(result, origin)` is called in the trio thread, in commit order, for each write
+    that announces (see `Store.add_message`).
+    """
+    scratch = None
+    if path == ":memory:":
+        scratch = tempfile.mkdtemp(prefix="echat-")
+        path = str(Path(scratch) / "echat.db")
+    store = Store(path, on_commit)
+    try:
+        await store._open()
+        yield store
+    finally:
+        with trio.CancelScope(shield=True):
+            await store._close()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+
+# -- connections and schema (worker threads) --------------------------------------------------
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False: a
+    # connection is opened in one worker thread and used in another, never two at once.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _connect_writer(path: str) -> sqlite3.Connection:
+    conn = _connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit is on disk before anyone is told about it, so an acknowledged message
+        # survives a power cut too, not only kill -9. Group commit pays for the fsync.
+        conn.execute("PRAGMA synchronous = FULL")
+        _apply_schema(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _connect_reader(path: str) -> sqlite3.Connection:
+    conn = _connect(path)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def _apply_schema(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the database has schema version {version}, newer than this echat's {SCHEMA_VERSION}"
+        )
+    if version == 0:
+        if conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
+            raise RuntimeError("the database file is not an echat database")
+        conn.executescript("BEGIN IMMEDIATE;\n" + schema_sql() + "\nCOMMIT;")
+
+
+def _run_batch(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+    """One transaction for the batch; each job in a savepoint so a refusal is its own."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for job in jobs:
+            conn.execute("SAVEPOINT job")
+            try:
+                job.result = job.fn(conn, *job.args)
+            except EchatError as error:
+                job.error = error
+                conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+        conn.execute("COMMIT")
+    except Exception:
+        # The transaction as a whole failed (disk full, I/O error, read-only file, or a bug in
+        # a job): nothing in it is stored, so every job of the batch reports the failure. The
+        # cause is logged here, once; callers answer internal_error.
+        log.exception("write transaction failed")
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rollback failed")
+        for job in jobs:
+            job.result = None
+            job.error = InternalError("storage failed")
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    return None
+
+
+# -- statements (each runs inside a transaction opened by the caller) -------------------------
+
+
+def _insert_user(conn: sqlite3.Connection, login: str, login_key: str, password_hash: str) -> User:
+    try:
+        cursor = conn.execute(
+            "INSERT INTO users (login, login_key, password_hash, created_at) VALUES (?, ?, ?, ?)",
+            (login, login_key, password_hash, now_text()),
+        )
+    except sqlite3.IntegrityError:
+        raise UserAlreadyExists() from None
+    return User(cursor.lastrowid, login)
+
+
+def _select_credentials(conn: sqlite3.Connection, login_key: str) -> tuple[User, str] | None:
+    row = conn.execute(
+        "SELECT id, login, password_hash FROM users WHERE login_key = ?", (login_key,)
+    ).fetchone()
+    return None if row is None else (User(row[0], row[1]), row[2])
+
+
+def _update_password_hash(conn: sqlite3.Connection, user_id: int, password_hash: str) -> None:
+    conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+
+
+def _insert_session(conn: sqlite3.Connection, token_hash: bytes, user_id: int) -> None:
+    conn.execute(
+        "INSERT INTO sessions (token_hash, user_id, created_at) VALUES (?, ?, ?)",
+        (token_hash, user_id, now_text()),
+    )
+
+
+def _select_session_user(conn: sqlite3.Connection, token_hash: bytes) -> User | None:
+    row = conn.execute(
+        "SELECT u.id, u.login FROM sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.token_hash = ?",
+        (token_hash,),
+    ).fetchone()
+    return None if row is None else User(*row)
+
+
+def _delete_session(conn: sqlite3.Connection, token_hash: bytes) -> bool:
+    return conn.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,)).rowcount > 0
+
+
+def _search_users(conn: sqlite3.Connection, key: str, limit: int) -> list[User]:
+    # instr() rather than LIKE: the key is matched literally, so '%' and '_' need no escaping.
+    rows = conn.execute(
+        "SELECT id, login FROM users WHERE instr(login_key, ?) > 0"
+        " ORDER BY login_key, id LIMIT ?",
+        (key, limit),
+    )
+    return [User(*row) for row in rows]
+
+
+def _rooms_from_rows(rows: Any) -> list[Room]:
+    """Rows of (room_id, user_id, login), grouped by room, in the order they come."""
+    members: dict[int, list[User]] = {}
+    for room_id, user_id, login in rows:
+        members.setdefault(room_id, []).append(User(user_id, login))
+    return [Room(room_id, tuple(users)) for room_id, users in members.items()]
+
+
+def _select_rooms_of(conn: sqlite3.Connection, user_id: int) -> list[Room]:
+    return _rooms_from_rows(conn.execute(
+        "SELECT m.room_id, u.id, u.login FROM room_members mine"
+        " JOIN room_members m ON m.room_id = mine.room_id"
+        " JOIN users u ON u.id = m.user_id"
+        " WHERE mine.user_id = ? ORDER BY m.room_id, u.id",
+        (user_id,),
+    ))
+
+
+def _room_by_id(conn: sqlite3.Connection, room_id: int) -> Room | None:
+    rooms = _rooms_from_rows(conn.execute(
+        "SELECT m.room_id, u.id, u.login FROM room_members m JOIN users u ON u.id = m.user_id"
+        " WHERE m.room_id = ? ORDER BY u.id",
+        (room_id,),
+    ))
+    return rooms[0] if rooms else None
+
+
+def _is_member(conn: sqlite3.Connection, room_id: int, user_id: int) -> bool:
+    if not 0 < room_id <= MAX_SQLITE_INT:
+        return False
+    row = conn.execute(
+        "SELECT 1 FROM room_members WHERE room_id = ? AND user_id = ?", (room_id, user_id)
+    ).fetchone()
+    return row is not None
+
+
+def _select_room(conn: sqlite3.Connection, room_id: int, user_id: int) -> Room | None:
+    return _room_by_id(conn, room_id) if _is_member(conn, room_id, user_id) else None
+
+
+def _open_room(conn: sqlite3.Connection, creator_id: int, user_ids: list[int]) -> Room:
+    members = sorted(set(user_ids) | {creator_id})
+    if any(not 0 < user_id <= MAX_SQLITE_INT for user_id in members):
+        raise UserNotFound()
+    member_key = ",".join(map(str, members))
+    found = conn.execute(
+        "SELECT count(*) FROM users WHERE id IN (SELECT value FROM json_each(?))",
+        ("[" + member_key + "]",),
+    ).fetchone()[0]
+    if found != len(members):
+        raise UserNotFound()
+    row = conn.execute(
+        "SELECT id FROM rooms WHERE member_key = ? ORDER BY id LIMIT 1", (member_key,)
+    ).fetchone()
+    if row is not None:
+        room_id = row[0]
+    else:
+        room_id = conn.execute(
+            "INSERT INTO rooms (member_key, created_at) VALUES (?, ?)", (member_key, now_text())
+        ).lastrowid
+        conn.executemany(
+            "INSERT INTO room_members (room_id, user_id) VALUES (?, ?)",
+            [(room_id, user_id) for user_id in members],
+        )
+    room = _room_by_id(conn, room_id)
+    assert room is not None
+    return room
+
+
+_MESSAGE_COLUMNS = "id, text, user_id, room_id, created_at"
+
+
+def _select_messages(conn: sqlite3.Connection, room_id: int, user_id: int, limit: int,
+                     before: int | None, after: int | None) -> list[Message] | None:
+    if not _is_member(conn, room_id, user_id):
+        return None
+    where = "room_id = ?"
+    params: list[Any] = [room_id]
+    if before is not None:
+        where += " AND id < ?"
+        params.append(before)
+    if after is not None:
+        where += " AND id > ?"
+        params.append(after)
+        order = "ASC"
+    else:
+        order = "DESC"
+    rows = conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} ORDER BY id {order} LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    if order == "DESC":
+        rows.reverse()
+    return [Message(*row) for row in rows]
+
+
+def _message_by_id(conn: sqlite3.Connection, message_id: int) -> Message:
+    row = conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
+    ).fetchone()
+    return Message(*row)
+
+
+def _insert_message(conn: sqlite3.Connection, room_id: int, user_id: int, text: str,
+                    nonce: str | None) -> StoredMessage:
+    now = datetime.now(timezone.utc)
+    created_at = now.strftime("%Y-%m-%dT%H:%M:%S")
+    if nonce is not None:
+        cutoff = (now - NONCE_WINDOW).strftime("%Y-%m-%dT%H:%M:%S")
+        conn.execute("DELETE FROM message_nonces WHERE created_at < ?", (cutoff,))
+        row = conn.execute(
+            "SELECT message_id FROM message_nonces WHERE user_id = ? AND nonce = ?",
+            (user_id, nonce),
+        ).fetchone()
+        if row is not None:
+            return StoredMessage(_message_by_id(conn, row[0]), created=False)
+    # The membership test is part of the insert, so a user who has just left cannot post.
+    cursor = conn.execute(
+        "INSERT INTO messages (room_id, user_id, text, created_at)"
+        " SELECT ?, ?, ?, ? WHERE EXISTS"
+        " (SELECT 1 FROM room_members WHERE room_id = ? AND user_id = ?)",
+        (room_id, user_id, text, created_at, room_id, user_id),
+    )
+    if cursor.rowcount == 0:
+        raise RoomNotFound()
+    message = Message(cursor.lastrowid, text, user_id, room_id, created_at)
+    if nonce is not None:
+        conn.execute(
+            "INSERT INTO message_nonces (user_id, nonce, message_id, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (user_id, nonce, message.id, created_at),
+        )
+    return StoredMessage(message, created=True)
