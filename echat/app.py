@@ -2,13 +2,16 @@
 
 `create_app(config)` builds a QuartTrio app with the REST and WebSocket blueprints, the one
 error handler, and the shared services (store, hub, password hasher, login guard) as attributes.
-The store opens when the app starts serving and closes after the last connection is gone.
+The store is opened by whoever runs the app (`async with app.storage():`, see echat.server),
+so its lifetime is a plain `async with` block that ends cleanly even when the server is
+cancelled, not a framework lifespan hook.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import cast
 
 from quart import Response, current_app
@@ -43,6 +46,13 @@ class EchatApp(QuartTrio):
             message = result.message
             self.hub.publish(message.room_id, jsonio.dumps(message.to_json()), skip=origin)
 
+    @asynccontextmanager
+    async def storage(self) -> AsyncIterator[Store]:
+        """Open the database for the duration of the block; the app serves only inside it."""
+        async with open_store(self.echat_config.db, on_commit=self.announce) as store:
+            self.store = store
+            yield store
+
     async def close_connections(self) -> None:
         """First step of shutdown: close every socket with 1001 once what they sent is stored."""
         self.hub.close_all(CLOSE_GOING_AWAY)
@@ -67,13 +77,6 @@ def create_app(config: Config | None = None) -> EchatApp:
     app.register_blueprint(api)
     app.register_blueprint(rooms_ws)
     app.register_error_handler(Exception, render_error)
-
-    @app.while_serving
-    async def storage() -> AsyncIterator[None]:
-        async with open_store(config.db, on_commit=app.announce) as store:
-            app.store = store
-            yield
-
     return app
 
 

@@ -2,8 +2,8 @@
 
 Shutdown, in order: the trigger fires (a signal, or the embedding code); every WebSocket is
 closed with 1001 once what it sent is stored (`EchatApp.close_connections`); hypercorn stops
-accepting and gives the remaining requests `shutdown_grace` seconds; then the app's lifespan
-ends and the store drains its queue and closes.
+accepting and gives the remaining requests `shutdown_grace` seconds; then the store drains its
+queue and closes.
 """
 
 from __future__ import annotations
@@ -76,5 +76,6 @@ async def serve(
         await shutdown_trigger()
         await app.close_connections()
 
-    await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=shutdown,
-                          task_status=task_status)
+    async with app.storage():
+        await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=shutdown,
+                              task_status=task_status)

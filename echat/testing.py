@@ -11,6 +11,10 @@ Both start the same app as `echat serve` (REST and WebSocket) on an ephemeral po
 also when the block fails. `fast_hashing=True` (the default here, and only here) uses cheap
 argon2 parameters so a suite that registers hundreds of users stays fast. Any other setting of
 `echat.config.Config` may be passed by name (`outbox_frames=10`).
+
+WebSocket pings are off here unless `ping_interval` is given: hypercorn sends its first ping the
+moment a socket opens, and trio-websocket fails when a ping arrives while it is closing
+(python-trio/trio-websocket#184), which would make short tests flaky.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class TestServer:
 async def serve(*, db: str = ":memory:", host: str = "127.0.0.1", port: int = 0,
                 fast_hashing: bool = True, **settings: Any) -> AsyncIterator[TestServer]:
     """Run a server for the duration of the block (trio code). See the module docstring."""
+    settings.setdefault("ping_interval", 0.0)
     config = Config(host=host, port=port, db=db, fast_hashing=fast_hashing, **settings)
     app = create_app(config)
     stop = trio.Event()

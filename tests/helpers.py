@@ -1,0 +1,41 @@
+"""Small steps most tests take: register users, make rooms, open sockets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import trio
+from trio_websocket import WebSocketConnection
+
+
+def auth(session_id: str) -> dict[str, str]:
+    return {"X-Session-Id": session_id}
+
+
+async def register(http: httpx.AsyncClient, login: str, password: str = "secret") -> str:
+    response = await http.post("/v1/register", json={"login": login, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()["session_id"]
+
+
+async def user_id(http: httpx.AsyncClient, session_id: str) -> int:
+    return (await http.get("/v1/info", headers=auth(session_id))).json()["id"]
+
+
+async def make_room(http: httpx.AsyncClient, owner: str, *others: str) -> int:
+    """A room of the owner's session and the other sessions' users; returns its id."""
+    users = [{"id": await user_id(http, other)} for other in others]
+    response = await http.post("/v1/rooms", json={"users": users}, headers=auth(owner))
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+async def receive_json(ws: WebSocketConnection, timeout: float = 5.0) -> Any:
+    with trio.fail_after(timeout):
+        return json.loads(await ws.get_message())
+
+
+async def send_json(ws: WebSocketConnection, value: Any) -> None:
+    await ws.send_message(json.dumps(value, ensure_ascii=False))
