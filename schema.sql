@@ -24,10 +24,12 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_by_user ON sessions (user_id);
 
 -- Rooms. `member_key` is the sorted member ids ('1,5,9'): the original's rule is one room per
--- set of people, and this column finds that room with one index lookup.
+-- set of people, and this column finds that room with one index lookup. `title` is optional,
+-- set by any member.
 CREATE TABLE rooms (
     id         INTEGER PRIMARY KEY,
     member_key TEXT NOT NULL,
+    title      TEXT,
     created_at TEXT NOT NULL
 );
 CREATE INDEX rooms_by_member_key ON rooms (member_key);

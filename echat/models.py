@@ -18,9 +18,14 @@ class User:
 class Room:
     id: int
     users: tuple[User, ...]
+    title: str | None = None
 
     def to_json(self) -> dict:
-        return {"id": self.id, "users": [user.to_json() for user in self.users]}
+        return {
+            "id": self.id,
+            "users": [user.to_json() for user in self.users],
+            "title": self.title,
+        }
 
 
 @dataclass(frozen=True, slots=True)

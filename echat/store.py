@@ -411,16 +411,19 @@ def _search_users(conn: sqlite3.Connection, key: str, limit: int) -> list[User]:
 
 
 def _rooms_from_rows(rows: Any) -> list[Room]:
-    """Rows of (room_id, user_id, login), grouped by room, in the order they come."""
+    """Rows of (room_id, title, user_id, login), grouped by room, in the order they come."""
+    titles: dict[int, str | None] = {}
     members: dict[int, list[User]] = {}
-    for room_id, user_id, login in rows:
+    for room_id, title, user_id, login in rows:
+        titles[room_id] = title
         members.setdefault(room_id, []).append(User(user_id, login))
-    return [Room(room_id, tuple(users)) for room_id, users in members.items()]
+    return [Room(room_id, tuple(users), titles[room_id]) for room_id, users in members.items()]
 
 
 def _select_rooms_of(conn: sqlite3.Connection, user_id: int) -> list[Room]:
     return _rooms_from_rows(conn.execute(
-        "SELECT m.room_id, u.id, u.login FROM room_members mine"
+        "SELECT m.room_id, r.title, u.id, u.login FROM room_members mine"
+        " JOIN rooms r ON r.id = mine.room_id"
         " JOIN room_members m ON m.room_id = mine.room_id"
         " JOIN users u ON u.id = m.user_id"
         " WHERE mine.user_id = ? ORDER BY m.room_id, u.id",
@@ -430,8 +433,9 @@ def _select_rooms_of(conn: sqlite3.Connection, user_id: int) -> list[Room]:
 
 def _room_by_id(conn: sqlite3.Connection, room_id: int) -> Room | None:
     rooms = _rooms_from_rows(conn.execute(
-        "SELECT m.room_id, u.id, u.login FROM room_members m JOIN users u ON u.id = m.user_id"
-        " WHERE m.room_id = ? ORDER BY u.id",
+        "SELECT m.room_id, r.title, u.id, u.login FROM rooms r"
+        " JOIN room_members m ON m.room_id = r.id JOIN users u ON u.id = m.user_id"
+        " WHERE r.id = ? ORDER BY u.id",
         (room_id,),
     ))
     return rooms[0] if rooms else None
