@@ -15,6 +15,7 @@ from echat.app import current_echat, json_response
 from echat.errors import (
     EchatError,
     InvalidJson,
+    PayloadTooLarge,
     RoomNotFound,
     TooManyRequests,
     Unauthorized,
@@ -33,6 +34,15 @@ MAX_HISTORY_LIMIT = 500
 
 
 # -- request parsing ------------------------------------------------------------------------
+
+
+@api.before_request
+async def refuse_large_body() -> None:
+    """A declared body over --max-body is refused on every route, also those that never read
+    it (logout); the framework checks only bodies that are read."""
+    length = request.content_length
+    if length is not None and length > current_echat().echat_config.max_body:
+        raise PayloadTooLarge()
 
 
 async def request_json() -> dict[str, Any]:
@@ -100,8 +110,9 @@ async def start_session(user_id: int) -> Response:
 @api.post("/register")
 async def register() -> Response:
     body = await request_json()
-    login = accounts.clean_login(require_str(body, "login"))
-    password = require_str(body, "password")
+    # The body's shape first: a missing field is invalid_json whatever the other one holds.
+    raw_login, password = require_str(body, "login"), require_str(body, "password")
+    login = accounts.clean_login(raw_login)
     accounts.check_password(password)
     app = current_echat()
     user = await app.store.create_user(
