@@ -131,16 +131,17 @@ async def login() -> Response:
     wait = guard.retry_after(login_key, address)
     if wait > 0:
         raise TooManyRequests(wait)
+    # Counted as failed before the slow checks, so that concurrent guesses cannot all pass the
+    # check above together; a success takes it back.
+    attempt = guard.failed(login_key, address)
     found = await app.store.credentials(login_key)
     if found is None:
-        guard.failed(login_key, address)
         raise UserNotFound()
     user, password_hash = found
     matches, new_hash = await app.passwords.verify(password_hash, password)
     if not matches:
-        guard.failed(login_key, address)
         raise WrongCredentials()
-    guard.succeeded(login_key)
+    guard.succeeded(login_key, address, attempt)
     if new_hash is not None:
         await app.store.set_password_hash(user.id, new_hash)
     return await start_session(user.id)

@@ -46,6 +46,12 @@ class FailureWindow:
     def reset(self, key: str) -> None:
         self._failures.pop(key, None)
 
+    def forgive(self, key: str, stamp: float) -> None:
+        """Take back one failure recorded at `stamp` (an attempt that turned out well)."""
+        failures = self._failures.get(key)
+        if failures and stamp in failures:
+            failures.remove(stamp)
+
     def sweep(self, now: float) -> None:
         stale = [k for k, f in self._failures.items() if not f or f[-1] <= now - self.window]
         for key in stale:
@@ -66,18 +72,25 @@ class LoginGuard:
         return max(self.by_login.retry_after(login_key, now),
                    self.by_address.retry_after(address, now))
 
-    def failed(self, login_key: str, address: str) -> None:
+    def failed(self, login_key: str, address: str) -> float:
+        """Count a failure; returns its time stamp, for `succeeded` to take it back."""
         now = trio.current_time()
         self.by_login.fail(login_key, now)
         self.by_address.fail(address, now)
-        if len(self.by_address) > 10_000:
+        if len(self.by_login) + len(self.by_address) > 10_000:
             self.by_login.sweep(now)
             self.by_address.sweep(now)
+        return now
 
-    def succeeded(self, login_key: str) -> None:
-        # Only the login's count is reset: resetting the address too would let an attacker
-        # launder guesses at other accounts by logging into one of their own now and then.
+    def succeeded(self, login_key: str, address: str, stamp: float) -> None:
+        """An attempt counted as failed at `stamp` turned out well.
+
+        The login's count is reset; the address only loses this attempt: resetting it would let
+        an attacker launder guesses at other accounts by logging into one of their own now and
+        then.
+        """
         self.by_login.reset(login_key)
+        self.by_address.forgive(address, stamp)
 
 
 class TokenBucket:
