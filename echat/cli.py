@@ -10,13 +10,16 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import Field
 from functools import partial
+from typing import Any
 
 import trio
 
 from echat import __version__
 from echat.config import Config, env_name, flag_name, parse_value, settings
 from echat.server import serve
+from echat.store import UnusableDatabase
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,11 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
             flag_name(f),
             dest=f.name,
             metavar=f.name.upper(),
-            type=partial(parse_value, f),
+            type=partial(_parse_argument, f),
             default=None,
             help=f"{f.metadata['help']} [env {env_name(f)}; default {f.default!r}]",
         )
     return parser
+
+
+def _parse_argument(f: Field, raw: str) -> Any:
+    # argparse shows the message of an ArgumentTypeError only; a ValueError it replaces with
+    # the repr of the converter.
+    try:
+        return parse_value(f, raw)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,11 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = Config.from_env(**{f.name: getattr(args, f.name) for f in settings()})
     except ValueError as error:
         parser.error(str(error))
+    if not 0 <= config.port <= 65535:
+        parser.error(f"ECHAT_PORT/--port: {config.port} is not a TCP port (0 to 65535)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         trio.run(partial(serve, config))
     except OSError as error:
         print(f"echat: cannot serve on {config.host}:{config.port}: {error.strerror or error}",
               file=sys.stderr)
+        return 1
+    except UnusableDatabase as error:
+        print(f"echat: cannot use the database {config.db}: {error}", file=sys.stderr)
         return 1
     return 0

@@ -52,6 +52,10 @@ MAX_SQLITE_INT = 2**63 - 1
 CommitListener = Callable[[Any, object], None]
 
 
+class UnusableDatabase(RuntimeError):
+    """The database file cannot be opened, or holds something this echat cannot use."""
+
+
 def now_text() -> str:
     """The current UTC time as the API shows it: seconds precision, no suffix."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
@@ -290,15 +294,20 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 def _connect_writer(path: str) -> sqlite3.Connection:
-    conn = _connect(path)
+    try:
+        conn = _connect(path)
+    except sqlite3.Error as error:
+        raise UnusableDatabase(str(error)) from error
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit is on disk before anyone is told about it, so an acknowledged message
         # survives a power cut too, not only kill -9. Group commit pays for the fsync.
         conn.execute("PRAGMA synchronous = FULL")
         _apply_schema(conn)
-    except BaseException:
+    except BaseException as error:
         conn.close()
+        if isinstance(error, sqlite3.Error):  # not SQLite, unreadable, read-only...
+            raise UnusableDatabase(str(error)) from error
         raise
     return conn
 
@@ -314,12 +323,12 @@ def _apply_schema(conn: sqlite3.Connection) -> None:
     if version == SCHEMA_VERSION:
         return
     if version > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise UnusableDatabase(
             f"the database has schema version {version}, newer than this echat's {SCHEMA_VERSION}"
         )
     if version == 0:
         if conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
-            raise RuntimeError("the database file is not an echat database")
+            raise UnusableDatabase("the database file is not an echat database")
         conn.executescript("BEGIN IMMEDIATE;\n" + schema_sql() + "\nCOMMIT;")
 
 

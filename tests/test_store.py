@@ -20,7 +20,7 @@ import trio.testing
 import echat.store
 from echat.errors import InternalError, RoomNotFound, UserAlreadyExists, UserNotFound
 from echat.models import StoredMessage
-from echat.store import SCHEMA_VERSION, open_store
+from echat.store import SCHEMA_VERSION, UnusableDatabase, open_store
 
 
 @dataclass
@@ -113,7 +113,7 @@ async def test_a_newer_schema_version_is_refused_and_left_alone(tmp_path):
     conn = sqlite3.connect(database(tmp_path))
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(UnusableDatabase, match="newer"):
         async with open_store(database(tmp_path)):
             pass
     conn = sqlite3.connect(database(tmp_path))
@@ -125,8 +125,18 @@ async def test_a_database_of_something_else_is_refused(tmp_path):
     conn = sqlite3.connect(database(tmp_path))
     conn.execute("CREATE TABLE notes (text TEXT)")
     conn.close()
-    with pytest.raises(RuntimeError, match="not an echat database"):
+    with pytest.raises(UnusableDatabase, match="not an echat database"):
         async with open_store(database(tmp_path)):
+            pass
+
+
+async def test_a_file_that_is_not_a_database_is_refused(tmp_path):
+    Path(database(tmp_path)).write_text("just text, long enough to be read as a header " * 4)
+    with pytest.raises(UnusableDatabase, match="not a database"):
+        async with open_store(database(tmp_path)):
+            pass
+    with pytest.raises(UnusableDatabase, match="unable to open"):
+        async with open_store(str(tmp_path / "missing" / "echat.db")):
             pass
 
 
