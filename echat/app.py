@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
 
+import trio
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from quart import Response, current_app
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -30,12 +32,40 @@ from echat.store import Store, open_store
 log = logging.getLogger("echat")
 
 
+class InFlight:
+    """Counts the requests and sockets being handled, so shutdown can wait for exactly those."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._waiters = trio.lowlevel.ParkingLot()
+
+    def __enter__(self) -> None:
+        self.count += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._waiters.unpark_all()
+
+    async def wait_idle(self) -> None:
+        while self.count:
+            await self._waiters.park()
+
+
 class EchatApp(QuartTrio):
     echat_config: Config
     store: Store
     hub: Hub
     passwords: Passwords
     login_guard: LoginGuard
+    in_flight: InFlight
+
+    async def asgi_app(self, scope: Scope, receive: ASGIReceiveCallable,
+                       send: ASGISendCallable) -> None:
+        if scope["type"] == "lifespan":
+            return await super().asgi_app(scope, receive, send)
+        with self.in_flight:
+            await super().asgi_app(scope, receive, send)
 
     def announce(self, result: object, origin: object) -> None:
         """The store's commit listener: runs in commit order, so rooms are fed in id order.
@@ -54,9 +84,11 @@ class EchatApp(QuartTrio):
             yield store
 
     async def close_connections(self) -> None:
-        """First step of shutdown: close every socket with 1001 once what they sent is stored."""
+        """First step of shutdown: close every socket with 1001 once what they sent is stored,
+        then wait until every request and socket handler has finished (callers bound this)."""
         self.hub.close_all(CLOSE_GOING_AWAY)
         await self.store.flush()
+        await self.in_flight.wait_idle()
 
 
 def current_echat() -> EchatApp:
@@ -74,6 +106,7 @@ def create_app(config: Config | None = None) -> EchatApp:
     app.hub = Hub(config.outbox_frames)
     app.passwords = Passwords(fast=config.fast_hashing)
     app.login_guard = LoginGuard(config.login_failures)
+    app.in_flight = InFlight()
     app.register_blueprint(api)
     app.register_blueprint(rooms_ws)
     app.register_error_handler(Exception, render_error)

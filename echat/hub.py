@@ -42,14 +42,17 @@ class Connection:
     def closed(self) -> bool:
         return self.close_code is not None
 
-    def send(self, frame: str) -> None:
-        """Queue a frame without waiting; a full outbox closes the connection with 1013."""
+    def send(self, frame: str) -> bool:
+        """Queue a frame without waiting. A full outbox closes the connection with 1013;
+        returns False only then."""
         if self.closed:
-            return
+            return True
         try:
             self.outbox.send_nowait(frame)
         except trio.WouldBlock:
             self.close(CLOSE_TRY_AGAIN_LATER)
+            return False
+        return True
 
     def close(self, code: int) -> None:
         """Stop this connection's tasks; the first reason given is the one the client sees."""
@@ -87,8 +90,6 @@ class Hub:
         try:
             yield conn
         finally:
-            if conn.close_code == CLOSE_TRY_AGAIN_LATER:
-                self._slow_closed += 1
             _discard(self._rooms, room_id, conn)
             _discard(self._sessions, session_key, conn)
             outbox.close()
@@ -97,8 +98,8 @@ class Hub:
     def publish(self, room_id: int, frame: str, *, skip: object = None) -> None:
         """Queue `frame` for every connection of the room except `skip`. Never waits."""
         for conn in self._rooms.get(room_id, ()):
-            if conn is not skip:
-                conn.send(frame)
+            if conn is not skip and not conn.send(frame):
+                self._slow_closed += 1
 
     def close_session(self, session_key: bytes, code: int) -> None:
         """Close every connection opened with that session (logout)."""

@@ -82,9 +82,22 @@ async def chat(room_id: str) -> None:
                 nursery.start_soon(_write_loop, conn, nursery.cancel_scope)
                 await _read_loop(conn)
                 nursery.cancel_scope.cancel()
-        if conn.close_code is not None:
-            with trio.move_on_after(CLOSE_FRAME_TIMEOUT):
-                await websocket.close(conn.close_code)
+    if conn.close_code is not None:
+        with trio.move_on_after(CLOSE_FRAME_TIMEOUT):
+            await websocket.close(conn.close_code)
+    await _discard_until_disconnect()
+
+
+async def _discard_until_disconnect() -> None:
+    """Read and drop frames until the client has gone (quart-trio then cancels this task).
+
+    hypercorn hands the app a final `websocket.disconnect` through a bounded queue, and waits
+    forever if the app stopped reading while the client's frames filled it, which would leak
+    the connection. Once the client answers the close frame, or `peer_timeout` passes in
+    silence, the disconnect arrives and this ends.
+    """
+    while True:
+        await websocket.receive()
 
 
 async def _write_loop(conn: Connection, done: trio.CancelScope) -> None:

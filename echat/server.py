@@ -1,9 +1,10 @@
 """Running an echat app on hypercorn's trio worker, with echat's settings and shutdown order.
 
 Shutdown, in order: the trigger fires (a signal, or the embedding code); every WebSocket is
-closed with 1001 once what it sent is stored (`EchatApp.close_connections`); hypercorn stops
-accepting and gives the remaining requests `shutdown_grace` seconds; then the store drains its
-queue and closes.
+closed with 1001 once what it sent is stored, and the requests under way get up to
+`shutdown_grace` seconds to finish (`EchatApp.close_connections`); hypercorn stops accepting
+and drops what is left (idle keep-alive connections); then the store drains its queue and
+closes.
 """
 
 from __future__ import annotations
@@ -16,15 +17,22 @@ from collections.abc import Awaitable, Callable
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 
 from echat.app import EchatApp, create_app
 from echat.config import Config
 
 
+AFTER_IDLE_GRACE = 0.2
+
+
 def hypercorn_config(config: Config) -> HypercornConfig:
     hc = HypercornConfig()
     hc.bind = [f"{config.host}:{config.port}"]
-    hc.graceful_timeout = config.shutdown_grace
+    # echat waits for its own requests and sockets (close_connections); what hypercorn still
+    # holds after that is idle: keep-alive connections, and the ping task of each closed
+    # WebSocket, which sleeps out its ping interval.
+    hc.graceful_timeout = AFTER_IDLE_GRACE
     hc.websocket_ping_interval = config.ping_interval or None
     # A peer that sends nothing, not even the pong to our ping, for this long is gone.
     hc.read_timeout = int(config.peer_timeout) or None
@@ -48,6 +56,32 @@ def check_port_free(host: str, port: int) -> None:
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host.strip("[]"), port))
+
+
+def shield_response_end(app: ASGIFramework) -> ASGIFramework:
+    """`app` with the last send of every HTTP response shielded from cancellation.
+
+    hypercorn starts a connection's keep-alive timer inside that send, in the request's task,
+    just after telling the app the request is over; quart-trio then cancels that task, and trio
+    leaves a task started from a cancelled scope there (`TaskStatus.started`), so the timer died
+    at once. Idle keep-alive connections were then closed neither after hypercorn's
+    keep_alive_timeout nor at shutdown: every stop with an HTTP client still connected waited
+    the whole `shutdown_grace`. The shielded send is short (hypercorn already shields the
+    socket write).
+    """
+
+    async def shielded_app(scope: Scope, receive: ASGIReceiveCallable,
+                           send: ASGISendCallable) -> None:
+        async def send_end_shielded(message: ASGISendEvent) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                with trio.CancelScope(shield=True):
+                    await send(message)
+            else:
+                await send(message)
+
+        await app(scope, receive, send_end_shielded if scope["type"] == "http" else send)
+
+    return shielded_app
 
 
 async def wait_for_signal() -> None:
@@ -74,8 +108,9 @@ async def serve(
 
     async def shutdown() -> None:
         await shutdown_trigger()
-        await app.close_connections()
+        with trio.move_on_after(config.shutdown_grace):
+            await app.close_connections()
 
     async with app.storage():
-        await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=shutdown,
-                              task_status=task_status)
+        await hypercorn_serve(shield_response_end(app), hypercorn_config(config),
+                              shutdown_trigger=shutdown, task_status=task_status)
