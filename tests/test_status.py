@@ -53,6 +53,7 @@ async def test_status_follows_users_rooms_messages_sessions_and_sockets(server, 
             first = await post_message(alice_ws, "one", "n1")
             await post_message(alice_ws, "two", "n2")
             assert [(await receive_json(phone_ws))["text"] for _ in "12"] == ["one", "two"]
+            assert await post_message(alice_ws, "one", "n1") == first  # a resend, not stored
             assert (await status(http))["messages"] == 2
         await wait_for_sockets(http, 1)
     await wait_for_sockets(http, 0)
