@@ -110,8 +110,10 @@ async def chat(room_id: str) -> None:
     if not await app.store.is_member(room, session.user.id):
         raise RoomNotFound()
     events = parse_events(websocket.args.getlist("events"))
-    await websocket.accept()
+    # Registered before accepting, so a client whose handshake has completed gets every frame
+    # published after it (a message, another member arriving); the outbox holds them meanwhile.
     with app.hub.connect(room, session.user.id, session.key, events) as conn:
+        await websocket.accept()
         with conn.scope:
             # Leaving the room closes the leaver's registered sockets; one whose handshake was
             # checked before the leave committed but registered after it is caught here.

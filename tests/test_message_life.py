@@ -233,7 +233,7 @@ async def test_leaving_closes_the_leavers_sockets_and_the_room_stays(server, htt
             "type": "presence", "room_id": room, "user_id": alice_id, "status": "offline"}
         # Her socket to another room is untouched, and the room goes on for the others.
         await post_message(other_room, "still in the pair", "n1")
-        await send_json(bob_ws, {"text": "without alice"})
+        await post_message(bob_ws, "without alice", "b1")
         await wait_for_sockets(http, 2)
 
     remaining = await http.get(f"/v1/rooms/{room}", headers=auth(bob))
