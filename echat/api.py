@@ -9,14 +9,17 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from echat import accounts
+from echat import __version__, accounts
 from echat.accounts import Session
 from echat.app import current_echat, json_response
 from echat.errors import (
     EchatError,
+    EmptyText,
     InvalidJson,
+    MessageNotFound,
     PayloadTooLarge,
     RoomNotFound,
+    TextTooLong,
     TooManyRequests,
     Unauthorized,
     UserNotFound,
@@ -24,6 +27,7 @@ from echat.errors import (
 )
 from echat.hub import CLOSE_POLICY
 from echat.jsonio import loads
+from echat.metrics import rss_bytes
 from echat.store import MAX_SQLITE_INT
 
 api = Blueprint("api", __name__, url_prefix="/v1")
@@ -31,6 +35,7 @@ api = Blueprint("api", __name__, url_prefix="/v1")
 MAX_ROOM_USERS = 1000
 MAX_SEARCH_LIMIT = 100
 MAX_HISTORY_LIMIT = 500
+MAX_TITLE = 100
 
 
 # -- request parsing ------------------------------------------------------------------------
@@ -59,6 +64,18 @@ def require_str(body: dict[str, Any], name: str) -> str:
     if not isinstance(value, str):
         raise InvalidJson(f"'{name}' must be a string")
     return value
+
+
+def check_text(text: object, max_text: int) -> str:
+    """A message text as the contract allows it (posted or edited); raises the matching error
+    otherwise."""
+    if not isinstance(text, str):
+        raise InvalidJson("'text' must be a string")
+    if not text.strip():
+        raise EmptyText()
+    if len(text) > max_text:
+        raise TextTooLong()
+    return text
 
 
 def query_int(name: str, default: int | None, low: int, high: int) -> int | None:
@@ -205,8 +222,9 @@ async def create_room() -> Response:
 @api.get("/rooms/<room_id>")
 async def room_info(room_id: str) -> Response:
     session = await require_session()
-    room = await current_echat().store.room(path_id(room_id, RoomNotFound), session.user.id)
-    return json_response(room.to_json())
+    app = current_echat()
+    room = await app.store.room(path_id(room_id, RoomNotFound), session.user.id)
+    return json_response({**room.to_json(), "online": app.hub.online(room.id)})
 
 
 @api.get("/rooms/<room_id>/messages")
@@ -220,3 +238,70 @@ async def history(room_id: str) -> Response:
         room, session.user.id, limit=limit, before=before, after=after
     )
     return json_response([message.to_json() for message in messages])
+
+
+# -- room and message life ------------------------------------------------------------------
+
+
+@api.put("/rooms/<room_id>")
+async def set_room_title(room_id: str) -> Response:
+    session = await require_session()
+    room = path_id(room_id, RoomNotFound)
+    body = await request_json()
+    if "title" not in body:
+        raise InvalidJson("'title' is required (null clears it)")
+    title = body["title"]
+    if title is not None:
+        if not isinstance(title, str) or len(title) > MAX_TITLE:
+            raise InvalidJson(f"'title' must be a string of at most {MAX_TITLE} characters or null")
+        # A blank title is no title, so clients need not tell "" from null.
+        title = title.strip() or None
+    updated = await current_echat().store.set_title(room, session.user.id, title)
+    return json_response(updated.to_json())
+
+
+@api.delete("/rooms/<room_id>/members/me")
+async def leave_room(room_id: str) -> Response:
+    session = await require_session()
+    await current_echat().store.leave_room(path_id(room_id, RoomNotFound), session.user.id)
+    return json_response({})
+
+
+@api.put("/rooms/<room_id>/messages/<message_id>")
+async def edit_message(room_id: str, message_id: str) -> Response:
+    session = await require_session()
+    app = current_echat()
+    room = path_id(room_id, RoomNotFound)
+    message = path_id(message_id, MessageNotFound)
+    text = check_text((await request_json()).get("text"), app.echat_config.max_text)
+    edited = await app.store.edit_message(room, session.user.id, message, text)
+    return json_response(edited.to_json())
+
+
+@api.delete("/rooms/<room_id>/messages/<message_id>")
+async def delete_message(room_id: str, message_id: str) -> Response:
+    session = await require_session()
+    room = path_id(room_id, RoomNotFound)
+    message = path_id(message_id, MessageNotFound)
+    await current_echat().store.delete_message(room, session.user.id, message)
+    return json_response({})
+
+
+# -- server status --------------------------------------------------------------------------
+
+
+@api.get("/status")
+async def status() -> Response:
+    """Figures for operators and dashboards; no session needed."""
+    app = current_echat()
+    rows = await app.store.row_counts()
+    return json_response({
+        "version": __version__,
+        "uptime_s": round(app.metrics.uptime(), 3),
+        "users": rows["users"],
+        "rooms": rows["rooms"],
+        "messages": rows["messages"],
+        "sessions": rows["sessions"],
+        "sockets": app.hub.statistics().connections,
+        "rss_bytes": rss_bytes(),
+    })

@@ -20,11 +20,12 @@ from quart import Response, current_app
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from echat import jsonio
+from echat import jsonio, metrics
 from echat.config import Config
 from echat.errors import BY_STATUS, EchatError, InternalError, error_body
-from echat.hub import CLOSE_GOING_AWAY, Hub
-from echat.models import StoredMessage
+from echat.hub import CLOSE_GOING_AWAY, CLOSE_NORMAL, Hub
+from echat.metrics import Metrics
+from echat.models import RoomEvent, RoomLeft, StoredMessage
 from echat.passwords import Passwords
 from echat.ratelimit import LoginGuard
 from echat.store import Store, open_store
@@ -59,6 +60,7 @@ class EchatApp(QuartTrio):
     passwords: Passwords
     login_guard: LoginGuard
     in_flight: InFlight
+    metrics: Metrics
 
     async def asgi_app(self, scope: Scope, receive: ASGIReceiveCallable,
                        send: ASGISendCallable) -> None:
@@ -70,11 +72,18 @@ class EchatApp(QuartTrio):
     def announce(self, result: object, origin: object) -> None:
         """The store's commit listener: runs in commit order, so rooms are fed in id order.
 
-        Each frame is encoded once, whatever the number of receivers.
+        Each frame is encoded once, whatever the number of receivers. Also the way in for a
+        change committed elsewhere that the room's sockets should hear of (a `RoomEvent`, such
+        as `ReadMarkerMoved`): call it right after the commit, from the trio thread.
         """
         if isinstance(result, StoredMessage) and result.created:
             message = result.message
+            self.metrics.messages_stored += 1
             self.hub.publish(message.room_id, jsonio.dumps(message.to_json()), skip=origin)
+        elif isinstance(result, RoomEvent):
+            self.hub.publish_event(result.room_id, result.kind, jsonio.dumps(result.to_json()))
+        elif isinstance(result, RoomLeft):
+            self.hub.close_member(result.room_id, result.user_id, CLOSE_NORMAL)
 
     @asynccontextmanager
     async def storage(self) -> AsyncIterator[Store]:
@@ -107,9 +116,12 @@ def create_app(config: Config | None = None) -> EchatApp:
     app.passwords = Passwords(fast=config.fast_hashing)
     app.login_guard = LoginGuard(config.login_failures)
     app.in_flight = InFlight()
+    app.metrics = Metrics()
     app.register_blueprint(api)
     app.register_blueprint(rooms_ws)
     app.register_error_handler(Exception, render_error)
+    if config.metrics:
+        metrics.install(app)
     return app
 
 

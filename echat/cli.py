@@ -33,13 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
         "a flag beats the variable, which beats the default.",
     )
     for f in settings():
+        help = f"{f.metadata['help']} [env {env_name(f)}; default {f.default!r}]"
+        if isinstance(f.default, bool):
+            # A switch takes no value; default None lets the environment decide when absent.
+            serve_cmd.add_argument(flag_name(f), dest=f.name, action="store_const", const=True,
+                                   default=None, help=help)
+            continue
         serve_cmd.add_argument(
             flag_name(f),
             dest=f.name,
             metavar=f.name.upper(),
             type=partial(_parse_argument, f),
             default=None,
-            help=f"{f.metadata['help']} [env {env_name(f)}; default {f.default!r}]",
+            help=help,
         )
     return parser
 

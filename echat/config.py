@@ -43,6 +43,7 @@ class Config:
     shutdown_grace: float = setting(
         5.0, "seconds open connections get to finish after SIGINT/SIGTERM"
     )
+    metrics: bool = setting(False, "serve Prometheus metrics at GET /metrics")
     # Cheap argon2 parameters for test suites; set only by echat.testing, never from the
     # command line or the environment, so a real server always hashes at full strength.
     fast_hashing: bool = field(default=False, metadata={"cli": False})
@@ -76,6 +77,14 @@ def flag_name(f: dataclasses.Field) -> str:
 def parse_value(f: dataclasses.Field, raw: str) -> Any:
     """Convert text from a flag or a variable to the field's type; ValueError names the setting."""
     kind = type(f.default)
+    if kind is bool:
+        # bool("false") is True; a switch is spelled the way shells and .env files spell it.
+        switch = raw.strip().lower()
+        if switch in ("1", "true", "yes", "on"):
+            return True
+        if switch in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{env_name(f)}/{flag_name(f)}: {raw!r} is not true or false")
     try:
         value = kind(raw)
     except ValueError:

@@ -6,24 +6,34 @@ outbox with `send_nowait`. A full outbox means a reader too slow to keep up: tha
 closed with 1013 (it can catch up through the history with `after=`), never waited for, so one
 stalled client cannot hold up a room or grow the server's memory.
 
-Closing a connection (slow reader, logout, shutdown) cancels its tasks through the cancel scope
-the WebSocket handler runs them in (`Connection.scope`); the handler then sends the close frame
-with `Connection.close_code`.
+Closing a connection (slow reader, logout, leaving the room, shutdown) cancels its tasks through
+the cancel scope the WebSocket handler runs them in (`Connection.scope`); the handler then sends
+the close frame with `Connection.close_code`.
+
+Event frames (typing, presence, read markers, edits) are opt-in: a connection lists the kinds it
+wants (`Connection.events`) and `publish_event` queues a frame only for those, through the same
+outboxes as messages, so a client written for the original never sees one. Presence is the
+hub's own state: a member is online in a room while at least one of their sockets to it is open.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import trio
+
+from echat import jsonio
 
 # Close codes the contract names.
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001  # server shutdown
 CLOSE_POLICY = 1008  # logged out, or flooding
 CLOSE_TRY_AGAIN_LATER = 1013  # outbox overflow: a slow reader
+
+# The kinds of event frame a socket may ask for with `?events=`; `edit` covers deletions too.
+EVENT_KINDS = frozenset({"typing", "presence", "read", "edit"})
 
 
 @dataclass(eq=False)
@@ -37,6 +47,7 @@ class Connection:
     inbox: trio.MemoryReceiveChannel[str]
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     close_code: int | None = None
+    events: frozenset[str] = frozenset()
 
     @property
     def closed(self) -> bool:
@@ -77,16 +88,24 @@ class Hub:
         self._sessions: dict[bytes, set[Connection]] = {}
         self._slow_closed = 0
         self._closing = False
+        # room id -> user id -> open sockets of that user to that room (presence).
+        self._online: dict[int, dict[int, int]] = {}
 
     @contextmanager
-    def connect(self, room_id: int, user_id: int, session_key: bytes) -> Iterator[Connection]:
-        """Register a connection for the duration of the block; leaving always unregisters."""
+    def connect(self, room_id: int, user_id: int, session_key: bytes,
+                events: frozenset[str] = frozenset()) -> Iterator[Connection]:
+        """Register a connection for the duration of the block; leaving always unregisters.
+
+        `events` are the kinds of event frame it receives besides messages. The user's first
+        socket to the room announces them online, and their last one leaving, offline.
+        """
         outbox, inbox = trio.open_memory_channel[str](self._outbox_frames)
-        conn = Connection(room_id, user_id, session_key, outbox, inbox)
+        conn = Connection(room_id, user_id, session_key, outbox, inbox, events=events)
         if self._closing:
             conn.close(CLOSE_GOING_AWAY)
         self._rooms.setdefault(room_id, set()).add(conn)
         self._sessions.setdefault(session_key, set()).add(conn)
+        self._count_online(conn, +1)
         try:
             yield conn
         finally:
@@ -94,12 +113,49 @@ class Hub:
             _discard(self._sessions, session_key, conn)
             outbox.close()
             inbox.close()
+            self._count_online(conn, -1)
 
     def publish(self, room_id: int, frame: str, *, skip: object = None) -> None:
         """Queue `frame` for every connection of the room except `skip`. Never waits."""
-        for conn in self._rooms.get(room_id, ()):
+        self._queue(self._rooms.get(room_id, ()), frame, skip)
+
+    def publish_event(self, room_id: int, kind: str, frame: str, *, skip: object = None) -> None:
+        """Queue an event frame of `kind` for the room's connections that asked for that kind,
+        except `skip`. Never waits; a full outbox closes that connection as for messages."""
+        self._queue((c for c in self._rooms.get(room_id, ()) if kind in c.events), frame, skip)
+
+    def _queue(self, conns: Iterable[Connection], frame: str, skip: object) -> None:
+        for conn in conns:
             if conn is not skip and not conn.send(frame):
                 self._slow_closed += 1
+
+    def online(self, room_id: int) -> list[int]:
+        """Ids of the users with at least one socket open to the room, ascending."""
+        return sorted(self._online.get(room_id, ()))
+
+    def close_member(self, room_id: int, user_id: int, code: int) -> None:
+        """Close every connection of that user to that room (they left it)."""
+        for conn in list(self._rooms.get(room_id, ())):
+            if conn.user_id == user_id:
+                conn.close(code)
+
+    def _count_online(self, conn: Connection, step: int) -> None:
+        users = self._online.setdefault(conn.room_id, {})
+        sockets = users.get(conn.user_id, 0) + step
+        if sockets:
+            users[conn.user_id] = sockets
+        else:
+            del users[conn.user_id]
+            if not users:
+                del self._online[conn.room_id]
+        # Only the first socket opening and the last one closing change presence, so a second
+        # tab does not make the user flap offline and online for everyone else.
+        if sockets == (1 if step > 0 else 0):
+            frame = jsonio.dumps({
+                "type": "presence", "room_id": conn.room_id, "user_id": conn.user_id,
+                "status": "online" if sockets else "offline",
+            })
+            self.publish_event(conn.room_id, "presence", frame, skip=conn)
 
     def close_session(self, session_key: bytes, code: int) -> None:
         """Close every connection opened with that session (logout)."""

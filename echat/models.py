@@ -35,15 +35,21 @@ class Message:
     user_id: int
     room_id: int
     created_at: str
+    edited_at: str | None = None
 
     def to_json(self) -> dict:
-        return {
+        shown = {
             "id": self.id,
             "text": self.text,
             "user_id": self.user_id,
             "room_id": self.room_id,
             "created_at": self.created_at,
         }
+        # Absent until the message is edited: a message nobody edited looks exactly as the
+        # original server showed it.
+        if self.edited_at is not None:
+            shown["edited_at"] = self.edited_at
+        return shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +59,56 @@ class StoredMessage:
 
     message: Message
     created: bool
+
+
+# -- results of writes that are announced on the room's sockets as event frames ---------------
+# Each names its room and the `?events=` kind that receives it; `to_json()` is the frame.
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdited:
+    message: Message
+    kind = "edit"
+
+    @property
+    def room_id(self) -> int:
+        return self.message.room_id
+
+    def to_json(self) -> dict:
+        return {"type": "edit", "message": self.message.to_json()}
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDeleted:
+    room_id: int
+    message_id: int
+    kind = "edit"
+
+    def to_json(self) -> dict:
+        return {"type": "delete", "room_id": self.room_id, "message_id": self.message_id}
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMarkerMoved:
+    """A member's read marker moved forward (announced by the read-state endpoint)."""
+
+    room_id: int
+    user_id: int
+    message_id: int
+    kind = "read"
+
+    def to_json(self) -> dict:
+        return {"type": "read", "room_id": self.room_id, "user_id": self.user_id,
+                "message_id": self.message_id}
+
+
+RoomEvent = MessageEdited | MessageDeleted | ReadMarkerMoved
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLeft:
+    """A member left a room; `deleted` when they were the last and the room is gone."""
+
+    room_id: int
+    user_id: int
+    deleted: bool

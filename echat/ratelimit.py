@@ -1,6 +1,6 @@
-"""Rate limits: failed-login windows per key, and a token bucket per WebSocket.
+"""Rate limits: failed-login windows per key, a token bucket per WebSocket, a sliding window.
 
-Both are plain in-memory objects used from the trio thread only, with time passed in or read
+All are plain in-memory objects used from the trio thread only, with time passed in or read
 from trio's clock, so tests can drive them with a fake clock.
 """
 
@@ -110,6 +110,23 @@ class TokenBucket:
             self._tokens -= 1
             return True
         return False
+
+
+class RateWindow:
+    """At most `limit` events in any `window` seconds; `take()` records one if it is allowed."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.window = window
+        # The oldest of the last `limit` accepted events decides: the deque drops older ones.
+        self._accepted: deque[float] = deque(maxlen=limit)
+
+    def take(self) -> bool:
+        now = trio.current_time()
+        accepted = self._accepted
+        if len(accepted) == accepted.maxlen and accepted[0] > now - self.window:
+            return False
+        accepted.append(now)
+        return True
 
 
 class FloodGuard:

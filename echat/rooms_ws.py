@@ -11,7 +11,15 @@ nursery, inside the cancel scope the hub uses to close it:
 
 A bad frame is answered with an error frame and the socket stays open. The connection ends
 when the client leaves, or when the hub closes it (slow reader 1013, logout or flood 1008,
-shutdown 1001), in which case the close frame carries that code.
+leaving the room 1000, shutdown 1001), in which case the close frame carries that code.
+
+Event frames are opt-in (`?events=typing,presence,read,edit`): a socket opened without the
+parameter gets message frames and its own acks and errors, exactly as an original client
+expects. A client frame with `"type"` is an event: only `typing` exists. Typing frames are not
+stored and go straight to the room's other `typing` subscribers; each connection may send at
+most TYPING_PER_SECOND of them in any second, and the excess is dropped without an answer:
+typing state is advisory and soon replaced, and an error frame per dropped keystroke would
+cost more traffic than the frames it refuses.
 """
 
 from __future__ import annotations
@@ -22,11 +30,11 @@ import trio
 from quart import Blueprint, websocket
 
 from echat import accounts, jsonio
-from echat.api import authenticate, path_id
+from echat.api import authenticate, check_text, path_id
 from echat.app import current_echat
-from echat.errors import EchatError, EmptyText, InvalidJson, RoomNotFound, TextTooLong, error_body
-from echat.hub import CLOSE_POLICY, Connection
-from echat.ratelimit import FloodGuard
+from echat.errors import EchatError, InvalidJson, RoomNotFound, error_body
+from echat.hub import CLOSE_NORMAL, CLOSE_POLICY, EVENT_KINDS, Connection
+from echat.ratelimit import FloodGuard, RateWindow
 
 rooms_ws = Blueprint("rooms_ws", __name__, url_prefix="/v1")
 
@@ -36,6 +44,9 @@ CLOSE_FRAME_TIMEOUT = 1.0
 
 _TOO_MANY = jsonio.dumps(error_body("too_many_requests"))
 
+TYPING_PER_SECOND = 2
+TYPING_STATES = frozenset({"composing", "paused"})
+
 
 @dataclass(frozen=True, slots=True)
 class Post:
@@ -43,28 +54,51 @@ class Post:
     nonce: str | None
 
 
-def check_text(text: object, max_text: int) -> str:
-    """A message text as the contract allows it; raises the matching error otherwise."""
-    if not isinstance(text, str):
-        raise InvalidJson("'text' must be a string")
-    if not text.strip():
-        raise EmptyText()
-    if len(text) > max_text:
-        raise TextTooLong()
-    return text
+@dataclass(frozen=True, slots=True)
+class Typing:
+    state: str
 
 
-def parse_post(data: str | bytes | None, max_text: int) -> Post:
-    """A client frame as a message to post. Binary frames are refused like malformed JSON."""
+def parse_frame(data: str | bytes | None, max_text: int) -> Post | Typing:
+    """A client frame: a message to post, or an event. Binary frames are refused like
+    malformed JSON."""
     if not isinstance(data, str):
         raise InvalidJson("frames are JSON text")
     frame = jsonio.loads(data)
-    if not isinstance(frame, dict) or "type" in frame:
+    if not isinstance(frame, dict):
         raise InvalidJson()
+    if "type" in frame:
+        return parse_event(frame)
+    return parse_post(frame, max_text)
+
+
+def parse_event(frame: dict) -> Typing:
+    if frame["type"] != "typing":
+        raise InvalidJson("the only client event is 'typing'")
+    state = frame.get("state")
+    if not isinstance(state, str) or state not in TYPING_STATES:
+        raise InvalidJson("'state' must be 'composing' or 'paused'")
+    return Typing(state)
+
+
+def parse_post(frame: dict, max_text: int) -> Post:
     nonce = frame.get("nonce")
     if nonce is not None and not (isinstance(nonce, str) and 1 <= len(nonce) <= MAX_NONCE):
         raise InvalidJson(f"'nonce' must be a string of 1 to {MAX_NONCE} characters")
     return Post(check_text(frame.get("text"), max_text), nonce)
+
+
+def parse_events(values: list[str]) -> frozenset[str]:
+    """The event kinds `?events=` asks for (comma separated, the parameter may repeat).
+
+    Raises InvalidJson for a name the server does not know, so a client never silently goes
+    without an event it expects.
+    """
+    kinds = frozenset(name for value in values if value for name in value.split(","))
+    unknown = kinds - EVENT_KINDS
+    if unknown:
+        raise InvalidJson(f"unknown events: {', '.join(sorted(unknown))}")
+    return kinds
 
 
 @rooms_ws.websocket("/rooms/<room_id>/chat")
@@ -75,9 +109,16 @@ async def chat(room_id: str) -> None:
     room = path_id(room_id, RoomNotFound)
     if not await app.store.is_member(room, session.user.id):
         raise RoomNotFound()
-    await websocket.accept()
-    with app.hub.connect(room, session.user.id, session.key) as conn:
+    events = parse_events(websocket.args.getlist("events"))
+    # Registered before accepting, so a client whose handshake has completed gets every frame
+    # published after it (a message, another member arriving); the outbox holds them meanwhile.
+    with app.hub.connect(room, session.user.id, session.key, events) as conn:
+        await websocket.accept()
         with conn.scope:
+            # Leaving the room closes the leaver's registered sockets; one whose handshake was
+            # checked before the leave committed but registered after it is caught here.
+            if not await app.store.is_member(room, session.user.id):
+                conn.close(CLOSE_NORMAL)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_write_loop, conn, nursery.cancel_scope)
                 await _read_loop(conn)
@@ -101,8 +142,10 @@ async def _discard_until_disconnect() -> None:
 
 
 async def _write_loop(conn: Connection, done: trio.CancelScope) -> None:
+    metrics = current_echat().metrics
     async for frame in conn.inbox:
         await websocket.send(frame)
+        metrics.frames_delivered += 1
     done.cancel()
 
 
@@ -110,13 +153,19 @@ async def _read_loop(conn: Connection) -> None:
     app = current_echat()
     config = app.echat_config
     guard = FloodGuard(config.ws_rate, config.ws_burst) if config.ws_rate > 0 else None
+    typing_window = RateWindow(TYPING_PER_SECOND, 1.0)
     while True:
         data = await websocket.receive()
         try:
-            post = parse_post(data, config.max_text)
+            frame = parse_frame(data, config.max_text)
         except EchatError as error:
             conn.send(jsonio.dumps(error.body()))
             continue
+        if isinstance(frame, Typing):
+            if typing_window.take():
+                _publish_typing(conn, frame.state)
+            continue
+        post = frame
         verdict = guard.check() if guard is not None else "ok"
         if verdict == "close":
             conn.close(CLOSE_POLICY)
@@ -140,3 +189,10 @@ async def _read_loop(conn: Connection) -> None:
             conn.send(jsonio.dumps(
                 {"ack": post.nonce, "id": message.id, "created_at": message.created_at}
             ))
+
+
+def _publish_typing(conn: Connection, state: str) -> None:
+    frame = jsonio.dumps(
+        {"type": "typing", "room_id": conn.room_id, "user_id": conn.user_id, "state": state}
+    )
+    current_echat().hub.publish_event(conn.room_id, "typing", frame, skip=conn)

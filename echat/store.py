@@ -5,9 +5,10 @@ function of a connection) put on a queue; the writer thread takes whatever is qu
 one transaction (group commit: one fsync for many senders, each job in its own savepoint so one
 failing job does not undo the others), commits, and then hands the finished batch back to the
 trio thread in commit order. That hand-back is the only path from a commit to the rest of the
-server: results that announce something (a new message) are passed to the `on_commit` listener
-there, in id order, before the waiting callers wake. So every subscriber of a room is fed in the
-order of the history endpoint.
+server: results that announce something (a new message, an edit or deletion, a member leaving)
+are passed to the `on_commit` listener there, in commit order, before the waiting callers wake.
+So every subscriber of a room is fed in the order of the history endpoint, and an edit never
+reaches anyone before the message it edits.
 
 Reads run on a few read-only connections from trio's worker threads, each in its own
 transaction so a multi-statement read sees one snapshot (WAL lets them run beside the writer).
@@ -31,8 +32,24 @@ from typing import Any
 
 import trio
 
-from echat.errors import EchatError, InternalError, RoomNotFound, UserAlreadyExists, UserNotFound
-from echat.models import Message, Room, StoredMessage, User
+from echat.errors import (
+    EchatError,
+    Forbidden,
+    InternalError,
+    MessageNotFound,
+    RoomNotFound,
+    UserAlreadyExists,
+    UserNotFound,
+)
+from echat.models import (
+    Message,
+    MessageDeleted,
+    MessageEdited,
+    Room,
+    RoomLeft,
+    StoredMessage,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +272,34 @@ class Store:
         """
         return await self._write(_insert_message, room_id, user_id, text, nonce,
                                  announce=True, origin=origin)
+
+    async def edit_message(self, room_id: int, user_id: int, message_id: int,
+                           text: str) -> Message:
+        """Replace the text of the user's own message and announce the edit.
+
+        Raises RoomNotFound (not a member), MessageNotFound (no such message in that room) or
+        Forbidden (someone else's message).
+        """
+        edited = await self._write(_update_message, room_id, user_id, message_id, text,
+                                   announce=True)
+        return edited.message
+
+    async def delete_message(self, room_id: int, user_id: int, message_id: int) -> None:
+        """Delete the user's own message and announce it; raises as `edit_message`."""
+        await self._write(_delete_message, room_id, user_id, message_id, announce=True)
+
+    async def set_title(self, room_id: int, user_id: int, title: str | None) -> Room:
+        """Set (or with None clear) the title of a room the user is in; RoomNotFound otherwise."""
+        return await self._write(_update_title, room_id, user_id, title)
+
+    async def leave_room(self, room_id: int, user_id: int) -> RoomLeft:
+        """Take the user out of the room, deleting it with its messages if nobody is left; the
+        commit listener closes the user's sockets to it. RoomNotFound for a non-member."""
+        return await self._write(_leave_room, room_id, user_id, announce=True)
+
+    async def row_counts(self) -> dict[str, int]:
+        """Rows in users, rooms, messages and sessions, read without counting them."""
+        return await self._read(_select_row_counts)
 
 
 @asynccontextmanager
@@ -492,7 +537,7 @@ def _open_room(conn: sqlite3.Connection, creator_id: int, user_ids: list[int]) -
     return room
 
 
-_MESSAGE_COLUMNS = "id, text, user_id, room_id, created_at"
+_MESSAGE_COLUMNS = "id, text, user_id, room_id, created_at, edited_at"
 
 
 def _select_messages(conn: sqlite3.Connection, room_id: int, user_id: int, limit: int,
@@ -556,3 +601,70 @@ def _insert_message(conn: sqlite3.Connection, room_id: int, user_id: int, text: 
             (user_id, nonce, message.id, created_at),
         )
     return StoredMessage(message, created=True)
+
+
+def _own_message(conn: sqlite3.Connection, room_id: int, user_id: int, message_id: int) -> None:
+    """Refuse unless the user is in the room and wrote that message in it."""
+    if not _is_member(conn, room_id, user_id):
+        raise RoomNotFound()
+    row = conn.execute(
+        "SELECT user_id FROM messages WHERE id = ? AND room_id = ?", (message_id, room_id)
+    ).fetchone()
+    if row is None:
+        raise MessageNotFound()
+    if row[0] != user_id:
+        raise Forbidden("only the author may change a message")
+
+
+def _update_message(conn: sqlite3.Connection, room_id: int, user_id: int, message_id: int,
+                    text: str) -> MessageEdited:
+    _own_message(conn, room_id, user_id, message_id)
+    conn.execute(
+        "UPDATE messages SET text = ?, edited_at = ? WHERE id = ?", (text, now_text(), message_id)
+    )
+    return MessageEdited(_message_by_id(conn, message_id))
+
+
+def _delete_message(conn: sqlite3.Connection, room_id: int, user_id: int,
+                    message_id: int) -> MessageDeleted:
+    _own_message(conn, room_id, user_id, message_id)
+    conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+    return MessageDeleted(room_id, message_id)
+
+
+def _update_title(conn: sqlite3.Connection, room_id: int, user_id: int,
+                  title: str | None) -> Room:
+    if not _is_member(conn, room_id, user_id):
+        raise RoomNotFound()
+    conn.execute("UPDATE rooms SET title = ? WHERE id = ?", (title, room_id))
+    room = _room_by_id(conn, room_id)
+    assert room is not None
+    return room
+
+
+def _leave_room(conn: sqlite3.Connection, room_id: int, user_id: int) -> RoomLeft:
+    if not _is_member(conn, room_id, user_id):
+        raise RoomNotFound()
+    conn.execute("DELETE FROM room_members WHERE room_id = ? AND user_id = ?", (room_id, user_id))
+    remaining = [row[0] for row in conn.execute(
+        "SELECT user_id FROM room_members WHERE room_id = ? ORDER BY user_id", (room_id,)
+    )]
+    if not remaining:
+        # Messages, nonces and memberships go with it (ON DELETE CASCADE).
+        conn.execute("DELETE FROM rooms WHERE id = ?", (room_id,))
+        return RoomLeft(room_id, user_id, deleted=True)
+    # The room now belongs to a smaller set of people, so it is the one `_open_room` finds for
+    # that set. If those people already had another room, both now share a member key and
+    # `_open_room` keeps returning the older one; the newer stays reachable by its id.
+    conn.execute(
+        "UPDATE rooms SET member_key = ? WHERE id = ?", (",".join(map(str, remaining)), room_id)
+    )
+    return RoomLeft(room_id, user_id, deleted=False)
+
+
+def _select_row_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    # How these stay exact without counting rows: see row_counts in schema.sql.
+    counts = dict(conn.execute("SELECT name, n FROM row_counts").fetchall())
+    stored = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+    counts["messages"] = (stored[0] if stored else 0) - counts.pop("messages_deleted")
+    return counts

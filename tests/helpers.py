@@ -39,3 +39,25 @@ async def receive_json(ws: WebSocketConnection, timeout: float = 5.0) -> Any:
 
 async def send_json(ws: WebSocketConnection, value: Any) -> None:
     await ws.send_message(json.dumps(value, ensure_ascii=False))
+
+
+def chat_url(server: Any, room_id: int, session_id: str, events: str | None = None) -> str:
+    """The room socket's URL, with `?events=` when given."""
+    url = f"{server.ws_url}/v1/rooms/{room_id}/chat?session_id={session_id}"
+    return url if events is None else f"{url}&events={events}"
+
+
+async def post_message(ws: WebSocketConnection, text: str, nonce: str) -> int:
+    """Send a message on a socket that receives nothing else meanwhile; returns its id."""
+    await send_json(ws, {"text": text, "nonce": nonce})
+    ack = await receive_json(ws)
+    assert ack["ack"] == nonce, ack
+    return ack["id"]
+
+
+async def wait_for_sockets(http: httpx.AsyncClient, count: int, timeout: float = 10.0) -> None:
+    """Until GET /v1/status reports `count` open sockets. The server registers a socket just
+    after the handshake and unregisters it just after the close, with no client-side signal."""
+    with trio.fail_after(timeout):
+        while (await http.get("/v1/status")).json()["sockets"] != count:
+            await trio.sleep(0.01)
