@@ -66,8 +66,8 @@ def shield_response_end(app: ASGIFramework) -> ASGIFramework:
     leaves a task started from a cancelled scope there (`TaskStatus.started`), so the timer died
     at once. Idle keep-alive connections were then closed neither after hypercorn's
     keep_alive_timeout nor at shutdown: every stop with an HTTP client still connected waited
-    the whole `shutdown_grace`. The shielded send is short (hypercorn already shields the
-    socket write).
+    out hypercorn's graceful_timeout. The shielded send is short (hypercorn already shields
+    the socket write).
     """
 
     async def shielded_app(scope: Scope, receive: ASGIReceiveCallable,
