@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def echat_server() -> Iterator[TestServer]:
+    """A real echat server with an empty database, for this test only (.url, .ws_url, .port)."""
     from echat.testing import run_in_thread
 
     with run_in_thread() as server:
@@ -33,6 +34,7 @@ def echat_server() -> Iterator[TestServer]:
 
 @pytest.fixture(scope="session")
 def echat_server_session() -> Iterator[TestServer]:
+    """One real echat server for the whole run: what a test stores, later tests see."""
     from echat.testing import run_in_thread
 
     with run_in_thread() as server:
