@@ -7,7 +7,7 @@ import os
 import sqlite3
 import sys
 import threading
-from contextlib import closing
+from contextlib import closing, suppress
 
 import argon2
 import httpx
@@ -133,16 +133,29 @@ def test_echat_serve_cannot_turn_fast_hashing_on(capsys) -> None:
     assert Config.from_env({"ECHAT_FAST_HASHING": "1"}).fast_hashing is False
 
 
-@linux_only
-async def test_start_stop_cycles_leak_no_fds_threads_or_tasks() -> None:
-    async with httpx.AsyncClient() as warmup:  # httpx and trio set up what they keep for good
-        async with serve() as server:
-            await warmup.get(server.url + "/v1/info")
-    fds, (kept_threads, _), tasks = open_fds(), threads(), all_tasks()
+class BlockFailed(Exception):
+    pass
 
-    for _ in range(CYCLES):
+
+async def serve_and_leave(ending: str) -> None:
+    """Start a server, chat on it, and leave the block normally, by an error or cancelled."""
+    with trio.CancelScope() as scope, suppress(BlockFailed):
         async with serve() as server, httpx.AsyncClient(base_url=server.url) as http:
             await chat_once(server, http)
+            if ending == "error":
+                raise BlockFailed
+            if ending == "cancel":
+                scope.cancel()
+                await trio.sleep_forever()
+
+
+@linux_only
+async def test_start_stop_cycles_leak_no_fds_threads_or_tasks() -> None:
+    await serve_and_leave("normal")  # what httpx, trio and sqlite set up once and keep
+    fds, (kept_threads, _), tasks = open_fds(), threads(), all_tasks()
+
+    for cycle in range(CYCLES):
+        await serve_and_leave(("normal", "error", "cancel")[cycle % 3])
 
     assert open_fds() == fds
     running, idle_workers = threads()
@@ -153,13 +166,17 @@ async def test_start_stop_cycles_leak_no_fds_threads_or_tasks() -> None:
 
 @linux_only
 def test_run_in_thread_cycles_leak_no_fds_or_threads() -> None:
-    with run_in_thread() as server:
-        httpx.get(server.url + "/v1/info")
+    def serve_and_leave_thread(failing: bool) -> None:
+        with suppress(BlockFailed), run_in_thread() as server:
+            assert httpx.get(server.url + "/v1/info").status_code == 401
+            if failing:
+                raise BlockFailed
+
+    serve_and_leave_thread(failing=False)
     fds, (kept_threads, _) = open_fds(), threads()
 
-    for _ in range(CYCLES):
-        with run_in_thread() as server:
-            assert httpx.get(server.url + "/v1/info").status_code == 401
+    for cycle in range(CYCLES):
+        serve_and_leave_thread(failing=cycle % 2 == 1)
 
     assert open_fds() == fds
     running, idle_workers = threads()
