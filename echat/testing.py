@@ -62,10 +62,10 @@ async def serve(*, db: str = ":memory:", host: str = "127.0.0.1", port: int = 0,
             binds = await nursery.start(
                 partial(serve_app, config, app=app, shutdown_trigger=stop.wait)
             )
-            bound_port = int(binds[0].rsplit(":", 1)[1])
-            authority = f"{_url_host(host)}:{bound_port}"
+            bound = int(binds[0].rsplit(":", 1)[1])
+            authority = f"{_url_host(host)}:{bound}"
             try:
-                yield TestServer(f"http://{authority}", f"ws://{authority}", bound_port, config, app)
+                yield TestServer(f"http://{authority}", f"ws://{authority}", bound, config, app)
             finally:
                 stop.set()
     except BaseExceptionGroup as group:

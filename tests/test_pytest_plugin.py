@@ -78,7 +78,7 @@ async def test_a_message_reaches_the_other_member(echat_server):
     pytester.runpytest().assert_outcomes(passed=1)
 
 
-def test_echat_server_is_a_fresh_server_and_database_for_each_test(pytester: pytest.Pytester) -> None:
+def test_echat_server_is_a_fresh_server_and_database_per_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(REGISTER + """
 import pytest
 

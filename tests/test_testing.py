@@ -1,4 +1,4 @@
-"""echat.testing: the embeddable server, from trio code (`serve`) and sync code (`run_in_thread`)."""
+"""echat.testing: the embeddable server from trio code (`serve`) and sync code (`run_in_thread`)."""
 
 from __future__ import annotations
 
