@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import cast
 
 import trio
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 from quart import Response, current_app
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -66,6 +66,8 @@ class EchatApp(QuartTrio):
                        send: ASGISendCallable) -> None:
         if scope["type"] == "lifespan":
             return await super().asgi_app(scope, receive, send)
+        if scope["type"] == "http":
+            send = _shield_response_end(send)
         with self.in_flight:
             await super().asgi_app(scope, receive, send)
 
@@ -98,6 +100,27 @@ class EchatApp(QuartTrio):
         self.hub.close_all(CLOSE_GOING_AWAY)
         await self.store.flush()
         await self.in_flight.wait_idle()
+
+
+def _shield_response_end(send: ASGISendCallable) -> ASGISendCallable:
+    """`send` with the last message of an HTTP response shielded from cancellation.
+
+    hypercorn starts a connection's keep-alive timer inside that send, in the request's task,
+    just after telling the app the request is over; quart-trio then cancels that task, and trio
+    leaves a task started from a cancelled scope there (`TaskStatus.started`), so the timer
+    died at once and idle keep-alive connections were never closed, neither after
+    keep_alive_timeout nor at shutdown. The shielded send is short (hypercorn already shields
+    the socket write).
+    """
+
+    async def send_end_shielded(message: ASGISendEvent) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            with trio.CancelScope(shield=True):
+                await send(message)
+        else:
+            await send(message)
+
+    return send_end_shielded
 
 
 def current_echat() -> EchatApp:

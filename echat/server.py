@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
-from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 
 from echat.app import EchatApp, create_app
 from echat.config import Config
@@ -58,32 +57,6 @@ def check_port_free(host: str, port: int) -> None:
         probe.bind((host.strip("[]"), port))
 
 
-def shield_response_end(app: ASGIFramework) -> ASGIFramework:
-    """`app` with the last send of every HTTP response shielded from cancellation.
-
-    hypercorn starts a connection's keep-alive timer inside that send, in the request's task,
-    just after telling the app the request is over; quart-trio then cancels that task, and trio
-    leaves a task started from a cancelled scope there (`TaskStatus.started`), so the timer died
-    at once. Idle keep-alive connections were then closed neither after hypercorn's
-    keep_alive_timeout nor at shutdown: every stop with an HTTP client still connected waited
-    out hypercorn's graceful_timeout. The shielded send is short (hypercorn already shields
-    the socket write).
-    """
-
-    async def shielded_app(scope: Scope, receive: ASGIReceiveCallable,
-                           send: ASGISendCallable) -> None:
-        async def send_end_shielded(message: ASGISendEvent) -> None:
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                with trio.CancelScope(shield=True):
-                    await send(message)
-            else:
-                await send(message)
-
-        await app(scope, receive, send_end_shielded if scope["type"] == "http" else send)
-
-    return shielded_app
-
-
 async def wait_for_signal() -> None:
     """Return at the first SIGINT or SIGTERM."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -112,5 +85,5 @@ async def serve(
             await app.close_connections()
 
     async with app.storage():
-        await hypercorn_serve(shield_response_end(app), hypercorn_config(config),
+        await hypercorn_serve(app, hypercorn_config(config),
                               shutdown_trigger=shutdown, task_status=task_status)
