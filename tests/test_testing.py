@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import sqlite3
 import sys
@@ -30,6 +31,9 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="co
 
 
 def open_fds() -> dict[str, str]:
+    """This process's descriptors, after garbage from earlier tests (sockets nobody holds any
+    more, closed only when collected) is gone, so only what is still held counts."""
+    gc.collect()
     found = {}
     for fd in os.listdir("/proc/self/fd"):
         try:
