@@ -135,6 +135,9 @@ def create_app(config: Config | None = None) -> EchatApp:
     app = EchatApp("echat")
     app.echat_config = config
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
+    # No automatic OPTIONS answers (an empty text/html 200): every answer of the API is JSON,
+    # and no route needs CORS preflight (the web client is served from the same origin).
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.hub = Hub(config.outbox_frames)
     app.passwords = Passwords(fast=config.fast_hashing)
     app.login_guard = LoginGuard(config.login_failures)

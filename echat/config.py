@@ -9,6 +9,7 @@ an environment variable, which beats the default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ def parse_value(f: dataclasses.Field, raw: str) -> Any:
         value = kind(raw)
     except ValueError:
         raise ValueError(f"{env_name(f)}/{flag_name(f)}: {raw!r} is not a valid {kind.__name__}") from None
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"{env_name(f)}/{flag_name(f)}: {raw!r} is not a finite number")
     if kind in (int, float) and value < 0:
         raise ValueError(f"{env_name(f)}/{flag_name(f)}: must not be negative")
     return value

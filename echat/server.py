@@ -44,13 +44,11 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 
 
 def check_port_free(host: str, port: int) -> None:
-    """Raise OSError (EADDRINUSE) now, before the store opens, if the address is taken.
+    """Raise OSError now, before the store opens, if the address cannot be bound: taken
+    (EADDRINUSE) or not an address of this machine.
 
-    hypercorn binds only after the app has started; failing there would leave the app's
-    lifespan unfinished.
+    hypercorn binds only after the app has started, and fails there with a traceback.
     """
-    if port == 0:
-        return
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

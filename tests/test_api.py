@@ -652,6 +652,7 @@ async def test_a_wrong_method_is_method_not_allowed_as_json(client):
         ("GET", "/v1/logout", {"POST"}), ("POST", "/v1/info", {"GET"}),
         ("DELETE", "/v1/users", {"GET"}), ("PATCH", "/v1/rooms", {"GET", "POST"}),
         ("POST", "/v1/rooms/1", {"GET"}), ("DELETE", "/v1/rooms/1/messages", {"GET"}),
+        ("OPTIONS", "/v1/info", {"GET"}),
     ]:
         reply = await client.request(method, path, json={"login": "x", "password": "y"})
         assert_error(reply, 405, "method_not_allowed", (method, path))

@@ -140,6 +140,8 @@ def test_version(command, elsewhere):
     (["serve", "--port", "70000"], {}, "70000 is not a TCP port"),
     (["serve", "--max-body", "1.5"], {}, "'1.5' is not a valid int"),
     (["serve", "--ws-rate", "fast"], {}, "'fast' is not a valid float"),
+    (["serve", "--ws-rate", "nan"], {}, "'nan' is not a finite number"),
+    (["serve", "--shutdown-grace", "inf"], {}, "'inf' is not a finite number"),
     (["serve"], {"ECHAT_PORT": "abc"}, "ECHAT_PORT/--port: 'abc' is not a valid int"),
     (["serve"], {"ECHAT_PORT": "65536"}, "65536 is not a TCP port"),
     (["serve"], {"ECHAT_MAX_BODY": "big"}, "ECHAT_MAX_BODY/--max-body: 'big'"),
@@ -255,6 +257,15 @@ def test_a_port_in_use_is_a_clear_error(elsewhere):
     assert "in use" in done.stderr
     assert "Traceback" not in done.stderr
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_host_that_is_not_an_address_is_a_clear_error(elsewhere):
+    done = subprocess.run(
+        [str(SCRIPT), "serve", "--host", "999.1.1.1", "--port", "0", "--db", ":memory:"],
+        cwd=elsewhere, env=environment(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "echat: cannot serve on 999.1.1.1:0" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 # -- installed from a wheel --------------------------------------------------------------------
