@@ -5,13 +5,15 @@
 
 -- Accounts. `login` is shown as the user typed it (trimmed); `login_key` is its Unicode case
 -- fold (NFKC + casefold), which makes 'Вася' and 'вася' one login and serves login lookup and
--- user search, because SQLite's NOCASE and LIKE fold ASCII only.
+-- user search, because SQLite's NOCASE and LIKE fold ASCII only. `disabled_at` is set by the
+-- operator (`echat users disable`): such an account can no longer log in.
 CREATE TABLE users (
     id            INTEGER PRIMARY KEY,
     login         TEXT NOT NULL,
     login_key     TEXT NOT NULL UNIQUE,
     password_hash TEXT NOT NULL,
-    created_at    TEXT NOT NULL
+    created_at    TEXT NOT NULL,
+    disabled_at   TEXT
 );
 
 -- Login sessions, many per user. Only the SHA-256 of a session id is stored, so a copy of the
@@ -98,4 +100,4 @@ CREATE TRIGGER sessions_removed AFTER DELETE ON sessions
 CREATE TRIGGER messages_removed AFTER DELETE ON messages
     BEGIN UPDATE row_counts SET n = n + 1 WHERE name = 'messages_deleted'; END;
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;

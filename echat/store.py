@@ -53,7 +53,17 @@ from echat.models import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# How a database of an earlier released version is brought up to date: the statements that take
+# version N-1 to N, run in one transaction with the version change. A new database gets
+# schema.sql whole instead, so a change goes into both places; a test checks that an upgraded
+# database and a new one end up with the same tables, columns, indexes and triggers.
+UPGRADES: dict[int, str] = {
+    2: """
+        ALTER TABLE users ADD COLUMN disabled_at TEXT;
+    """,
+}
 
 # How long a client nonce protects against a resent message (the contract's 10 minutes).
 NONCE_WINDOW = timedelta(minutes=10)
@@ -375,6 +385,12 @@ def _apply_schema(conn: sqlite3.Connection) -> None:
         if conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
             raise UnusableDatabase("the database file is not an echat database")
         conn.executescript("BEGIN IMMEDIATE;\n" + schema_sql() + "\nCOMMIT;")
+        return
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        log.info("upgrading the database schema to version %d", step)
+        conn.executescript(
+            f"BEGIN IMMEDIATE;\n{UPGRADES[step]}\nPRAGMA user_version = {step};\nCOMMIT;"
+        )
 
 
 def _run_batch(conn: sqlite3.Connection, jobs: list[_Job]) -> None:

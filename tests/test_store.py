@@ -72,7 +72,7 @@ async def test_a_new_database_gets_the_schema_wal_and_its_version(tmp_path):
     async with open_store(database(tmp_path)):
         pass
     conn = sqlite3.connect(database(tmp_path))
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
     assert {"users", "sessions", "rooms", "room_members", "messages"} <= tables
