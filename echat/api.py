@@ -15,6 +15,7 @@ from echat.app import current_echat, json_response
 from echat.errors import (
     EchatError,
     EmptyText,
+    Forbidden,
     InvalidJson,
     MessageNotFound,
     PayloadTooLarge,
@@ -112,6 +113,7 @@ async def authenticate(session_id: str | None) -> Session:
 
 
 def client_address() -> str:
+    """The client's address; behind a trusted proxy, the one it forwarded (echat.proxies)."""
     return request.remote_addr or "unknown"
 
 
@@ -154,10 +156,13 @@ async def login() -> Response:
     found = await app.store.credentials(login_key)
     if found is None:
         raise UserNotFound()
-    user, password_hash = found
+    user, password_hash, disabled = found
     matches, new_hash = await app.passwords.verify(password_hash, password)
     if not matches:
         raise WrongCredentials()
+    if disabled:
+        # Told only to whoever knows the password, so it reveals nothing to a guesser.
+        raise Forbidden("this account is disabled")
     guard.succeeded(login_key, address, attempt)
     if new_hash is not None:
         await app.store.set_password_hash(user.id, new_hash)

@@ -20,13 +20,14 @@ from quart import Response, current_app
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from echat import jsonio, metrics
+from echat import jsonio, logs, metrics
 from echat.config import Config
 from echat.errors import BY_STATUS, EchatError, InternalError, error_body
-from echat.hub import CLOSE_GOING_AWAY, CLOSE_NORMAL, Hub
+from echat.hub import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, Hub
 from echat.metrics import Metrics
 from echat.models import RoomEvent, RoomLeft, StoredMessage
 from echat.passwords import Passwords
+from echat.proxies import TrustedProxies, parse_networks
 from echat.ratelimit import LoginGuard
 from echat.store import Store, open_store
 
@@ -61,15 +62,23 @@ class EchatApp(QuartTrio):
     login_guard: LoginGuard
     in_flight: InFlight
     metrics: Metrics
+    trusted_proxies: TrustedProxies
 
     async def asgi_app(self, scope: Scope, receive: ASGIReceiveCallable,
                        send: ASGISendCallable) -> None:
         if scope["type"] == "lifespan":
             return await super().asgi_app(scope, receive, send)
+        # First, so that everything after it sees the client, not the proxy.
+        self.trusted_proxies.rewrite(cast(dict, scope))
+        access = logs.AccessRecorder(cast(dict, scope))
+        send = access.watch(send)
         if scope["type"] == "http":
             send = _shield_response_end(send)
-        with self.in_flight:
-            await super().asgi_app(scope, receive, send)
+        try:
+            with self.in_flight:
+                await super().asgi_app(scope, receive, send)
+        finally:
+            access.write()
 
     def announce(self, result: object, origin: object) -> None:
         """The store's commit listener: runs in commit order, so rooms are fed in id order.
@@ -90,9 +99,26 @@ class EchatApp(QuartTrio):
     @asynccontextmanager
     async def storage(self) -> AsyncIterator[Store]:
         """Open the database for the duration of the block; the app serves only inside it."""
-        async with open_store(self.echat_config.db, on_commit=self.announce) as store:
+        async with open_store(self.echat_config.db, on_commit=self.announce) as store, \
+                trio.open_nursery() as nursery:
             self.store = store
+            nursery.start_soon(self.close_ended_sessions)
             yield store
+            nursery.cancel_scope.cancel()
+
+    async def close_ended_sessions(self) -> None:
+        """Every `session_check_interval` seconds, close (1008) the sockets whose session has
+        ended in the database without this process knowing: `echat users disable` or
+        `passwd` run by the operator. A logout here closes them at once instead."""
+        while True:
+            await trio.sleep(self.echat_config.session_check_interval)
+            open_sessions = self.hub.session_keys()
+            if not open_sessions:
+                continue
+            live = await self.store.live_sessions(open_sessions)
+            for key in open_sessions:
+                if key not in live:
+                    self.hub.close_session(key, CLOSE_POLICY)
 
     async def close_connections(self) -> None:
         """First step of shutdown: close every socket with 1001 once what they sent is stored,
@@ -130,9 +156,11 @@ def current_echat() -> EchatApp:
 def create_app(config: Config | None = None) -> EchatApp:
     from echat.api import api
     from echat.rooms_ws import rooms_ws
+    from echat.web import web
 
     config = config or Config()
-    app = EchatApp("echat")
+    # No automatic /static route: echat.web serves the client's files with its own headers.
+    app = EchatApp("echat", static_folder=None)
     app.echat_config = config
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
     # No automatic OPTIONS answers (an empty text/html 200): every answer of the API is JSON,
@@ -143,8 +171,10 @@ def create_app(config: Config | None = None) -> EchatApp:
     app.login_guard = LoginGuard(config.login_failures)
     app.in_flight = InFlight()
     app.metrics = Metrics()
+    app.trusted_proxies = TrustedProxies(parse_networks(config.trusted_proxies))
     app.register_blueprint(api)
     app.register_blueprint(rooms_ws)
+    app.register_blueprint(web)
     app.register_error_handler(Exception, render_error)
     if config.metrics:
         metrics.install(app)

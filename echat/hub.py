@@ -162,6 +162,10 @@ class Hub:
         for conn in list(self._sessions.get(session_key, ())):
             conn.close(code)
 
+    def session_keys(self) -> list[bytes]:
+        """The sessions with at least one open socket."""
+        return list(self._sessions)
+
     def close_all(self, code: int) -> None:
         """Close every connection, and any opened from now on (shutdown)."""
         self._closing = True

@@ -15,6 +15,17 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class Account:
+    """A user as the operator sees them (`echat users list`)."""
+
+    id: int
+    login: str
+    created_at: str
+    disabled_at: str | None
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
 class Room:
     id: int
     users: tuple[User, ...]

@@ -22,8 +22,8 @@ import shutil
 import sqlite3
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from importlib import resources
@@ -42,6 +42,7 @@ from echat.errors import (
     UserNotFound,
 )
 from echat.models import (
+    Account,
     Message,
     MessageDeleted,
     MessageEdited,
@@ -220,12 +221,29 @@ class Store:
         """Raises UserAlreadyExists when `login_key` is taken."""
         return await self._write(_insert_user, login, login_key, password_hash)
 
-    async def credentials(self, login_key: str) -> tuple[User, str] | None:
-        """The user with that login key and their password hash, or None."""
+    async def credentials(self, login_key: str) -> tuple[User, str, bool] | None:
+        """The user with that login key, their password hash and whether the operator disabled
+        them; or None."""
         return await self._read(_select_credentials, login_key)
 
-    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
-        await self._write(_update_password_hash, user_id, password_hash)
+    async def set_password_hash(self, user_id: int, password_hash: str, *,
+                                end_sessions: bool = False) -> int:
+        """Store a new hash; with `end_sessions`, also end every session of the user.
+        Returns the number of sessions ended."""
+        return await self._write(_update_password_hash, user_id, password_hash, end_sessions)
+
+    async def accounts(self) -> list[Account]:
+        """Every user, by id, with their state and number of sessions (for the operator)."""
+        return await self._read(_select_accounts)
+
+    async def set_disabled(self, user_id: int, disabled: bool) -> int:
+        """Disable a user (they can no longer log in, and their sessions end) or enable them
+        again. Returns the number of sessions ended."""
+        return await self._write(_update_disabled, user_id, disabled)
+
+    async def live_sessions(self, token_hashes: list[bytes]) -> set[bytes]:
+        """Those of `token_hashes` that still open a session (not logged out, user enabled)."""
+        return await self._read(_select_live_sessions, token_hashes)
 
     async def create_session(self, token_hash: bytes, user_id: int) -> None:
         await self._write(_insert_session, token_hash, user_id)
@@ -336,6 +354,70 @@ async def open_store(path: str, *, on_commit: CommitListener | None = None) -> A
                 shutil.rmtree(scratch, ignore_errors=True)
 
 
+# -- operator tools on a database file (synchronous; the server may be running) ---------------
+
+
+def backup_database(source: str, target: str) -> None:
+    """Copy the database at `source` to the new file `target` with SQLite's online backup.
+
+    The copy is one consistent snapshot even while a server writes to `source` (it is read in
+    one read transaction, beside the writer, thanks to WAL). It is written to a temporary name
+    and renamed when complete, so `target` never holds half a database. Raises
+    UnusableDatabase when `source` cannot be read or the copy fails its quick check.
+    """
+    partial = Path(target).with_name(Path(target).name + ".partial")
+    try:
+        with _closing(_connect_existing(source)) as conn, \
+                _closing(sqlite3.connect(partial, isolation_level=None)) as copy:
+            conn.backup(copy)
+            copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+            result = copy.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
+            raise UnusableDatabase(f"the copy fails its check: {result}")
+        partial.replace(target)
+    except sqlite3.Error as error:
+        raise UnusableDatabase(str(error)) from error
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def check_database(path: str) -> list[str]:
+    """What is wrong with the database at `path`: SQLite's integrity and foreign key checks
+    and the schema version. Empty when it is sound. Raises UnusableDatabase when it cannot be
+    read at all."""
+    try:
+        with _closing(_connect_existing(path)) as conn:
+            problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+            if problems == ["ok"]:
+                problems = []
+            problems += [f"row {rowid} of {table} points at a missing row of {parent}"
+                         for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check")]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as error:
+        raise UnusableDatabase(str(error)) from error
+    if version != SCHEMA_VERSION:
+        problems.append(f"schema version {version}, this echat's is {SCHEMA_VERSION}"
+                        " (`echat serve` upgrades an older one)")
+    return problems
+
+
+def _connect_existing(path: str) -> sqlite3.Connection:
+    """A read-only connection to a database that must exist already (sqlite3.connect would
+    create an empty one)."""
+    if not Path(path).is_file():
+        raise UnusableDatabase("no such file")
+    return _connect_reader(path)
+
+
+@contextmanager
+def _closing(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    # sqlite3.Connection's own `with` commits; it does not close.
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
 # -- connections and schema (worker threads) --------------------------------------------------
 
 
@@ -439,15 +521,50 @@ def _insert_user(conn: sqlite3.Connection, login: str, login_key: str, password_
     return User(cursor.lastrowid, login)
 
 
-def _select_credentials(conn: sqlite3.Connection, login_key: str) -> tuple[User, str] | None:
+def _select_credentials(conn: sqlite3.Connection,
+                        login_key: str) -> tuple[User, str, bool] | None:
     row = conn.execute(
-        "SELECT id, login, password_hash FROM users WHERE login_key = ?", (login_key,)
+        "SELECT id, login, password_hash, disabled_at IS NOT NULL FROM users"
+        " WHERE login_key = ?",
+        (login_key,),
     ).fetchone()
-    return None if row is None else (User(row[0], row[1]), row[2])
+    return None if row is None else (User(row[0], row[1]), row[2], bool(row[3]))
 
 
-def _update_password_hash(conn: sqlite3.Connection, user_id: int, password_hash: str) -> None:
+def _update_password_hash(conn: sqlite3.Connection, user_id: int, password_hash: str,
+                          end_sessions: bool) -> int:
     conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+    if not end_sessions:
+        return 0
+    return conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+
+
+def _select_accounts(conn: sqlite3.Connection) -> list[Account]:
+    rows = conn.execute(
+        "SELECT u.id, u.login, u.created_at, u.disabled_at,"
+        " (SELECT count(*) FROM sessions s WHERE s.user_id = u.id)"
+        " FROM users u ORDER BY u.id"
+    )
+    return [Account(*row) for row in rows]
+
+
+def _update_disabled(conn: sqlite3.Connection, user_id: int, disabled: bool) -> int:
+    if not disabled:
+        conn.execute("UPDATE users SET disabled_at = NULL WHERE id = ?", (user_id,))
+        return 0
+    conn.execute(
+        "UPDATE users SET disabled_at = coalesce(disabled_at, ?) WHERE id = ?",
+        (now_text(), user_id),
+    )
+    return conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+
+
+def _select_live_sessions(conn: sqlite3.Connection, token_hashes: list[bytes]) -> set[bytes]:
+    live = set()
+    for token_hash in token_hashes:
+        if _select_session_user(conn, token_hash) is not None:
+            live.add(token_hash)
+    return live
 
 
 def _insert_session(conn: sqlite3.Connection, token_hash: bytes, user_id: int) -> None:
@@ -460,7 +577,7 @@ def _insert_session(conn: sqlite3.Connection, token_hash: bytes, user_id: int) -
 def _select_session_user(conn: sqlite3.Connection, token_hash: bytes) -> User | None:
     row = conn.execute(
         "SELECT u.id, u.login FROM sessions s JOIN users u ON u.id = s.user_id"
-        " WHERE s.token_hash = ?",
+        " WHERE s.token_hash = ? AND u.disabled_at IS NULL",
         (token_hash,),
     ).fetchone()
     return None if row is None else User(*row)

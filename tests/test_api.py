@@ -640,9 +640,11 @@ async def test_history_with_bad_parameters_is_invalid_json(client, trio_of_users
 
 
 async def test_an_unknown_route_is_not_found(client):
-    for method, path in [("GET", "/"), ("GET", "/v1"), ("GET", "/v1/"), ("GET", "/v1/nope"),
-                         ("POST", "/v2/login"), ("GET", "/v1/rooms/1/messages/2/extra"),
-                         ("GET", "/favicon.ico"), ("DELETE", "/v1/info/x")]:
+    for method, path in [("GET", "/index.html"), ("GET", "/v1"), ("GET", "/v1/"),
+                         ("GET", "/v1/nope"), ("POST", "/v2/login"),
+                         ("GET", "/v1/rooms/1/messages/2/extra"), ("GET", "/favicon.ico"),
+                         ("DELETE", "/v1/info/x"), ("GET", "/static/index.html"),
+                         ("GET", "/static/schema.sql"), ("GET", "/static/../schema.sql")]:
         assert_error(await client.request(method, path), 404, "not_found", path)
 
 

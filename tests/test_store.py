@@ -98,8 +98,8 @@ async def test_reopening_a_file_keeps_its_data(tmp_path):
         await store.create_session(b"s" * 32, bob)
         await store.add_message(room, alice, "Привет 🚀")
     async with open_store(database(tmp_path)) as store:
-        user, password_hash = await store.credentials("bob")
-        assert (user.id, user.login, password_hash) == (bob, "Bob", "hash")
+        user, password_hash, disabled = await store.credentials("bob")
+        assert (user.id, user.login, password_hash, disabled) == (bob, "Bob", "hash", False)
         assert (await store.session_user(b"s" * 32)).id == bob
         assert [m.text for m in await store.messages(room, bob, limit=10)] == ["Привет 🚀"]
         assert (await store.open_room(bob, [alice])).id == room
