@@ -60,7 +60,7 @@ def check(db: str) -> int:
     return run(examine, db)
 
 
-def users(db: str, action: str, login: str | None, password_input: TextIO = sys.stdin) -> int:
+def users(db: str, action: str, login: str | None, password_input: TextIO | None = None) -> int:
     def act() -> int:
         if not Path(db).is_file():
             raise UnusableDatabase("no such file")
@@ -68,7 +68,9 @@ def users(db: str, action: str, login: str | None, password_input: TextIO = sys.
             trio.run(list_users, db)
             return 0
         assert login is not None
-        password = read_new_password(password_input) if action == "passwd" else None
+        password = None
+        if action == "passwd":
+            password = read_new_password(password_input or sys.stdin)
         trio.run(partial(change_user, db, action, login, password))
         return 0
     return run(act, db)

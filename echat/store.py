@@ -390,8 +390,12 @@ def check_database(path: str) -> list[str]:
             problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
             if problems == ["ok"]:
                 problems = []
-            problems += [f"row {rowid} of {table} points at a missing row of {parent}"
-                         for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check")]
+            problems += [
+                # WITHOUT ROWID tables have no row number to give.
+                f"{'a row' if rowid is None else f'row {rowid}'} of {table} points at a"
+                f" missing row of {parent}"
+                for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check")
+            ]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.Error as error:
         raise UnusableDatabase(str(error)) from error

@@ -42,20 +42,19 @@ CONTENT_TYPES = {
 class StaticFile:
     body: bytes
     content_type: str
-    etag: str
+    etag: str  # unquoted
 
 
 @cache
 def static_file(name: str) -> StaticFile:
     body = resources.files("echat").joinpath("static", name).read_bytes()
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    return StaticFile(body, CONTENT_TYPES[name], etag)
+    return StaticFile(body, CONTENT_TYPES[name], hashlib.sha256(body).hexdigest()[:32])
 
 
 def answer(name: str) -> Response:
     found = static_file(name)
-    headers = {**SECURITY_HEADERS, "ETag": found.etag}
-    if found.etag in request.if_none_match:
+    headers = {**SECURITY_HEADERS, "ETag": f'"{found.etag}"'}
+    if request.if_none_match.contains(found.etag):
         return Response(b"", status=304, headers=headers)
     return Response(found.body, headers=headers, content_type=found.content_type)
 

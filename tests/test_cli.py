@@ -8,6 +8,7 @@ process for the exit code.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ import trio
 
 import echat
 from echat import cli
+from echat.config import flag_name, settings
 from helpers import auth, register
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,6 +164,70 @@ def test_a_bad_value_is_a_usage_error(argv, variables, message, monkeypatch, cap
     assert "functools.partial" not in stderr and "Traceback" not in stderr
 
 
+def test_serve_help_lists_every_setting_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines anywhere
+    assert "flag, else its ECHAT_* variable, else the --config file, else its default" in text
+    for f in settings():
+        assert re.search(rf"{flag_name(f)} .*?default {re.escape(repr(f.default))}\]", text), f.name
+
+
+@pytest.mark.parametrize("content, message", [
+    ("prot = 9000\n", "unknown setting 'prot'"),
+    ("port = \"9000\"\n", "port: '9000' is not an integer"),
+    ("port = 70000\n", "port: 70000 is not a TCP port"),
+    ("metrics = 1\n", "metrics: 1 is not true or false"),
+    ("ws_rate = true\n", "ws_rate: True is not a number"),
+    ("ws_rate = nan\n", "ws_rate: nan is not a finite number"),
+    ("max_body = -1\n", "max_body: must not be negative"),
+    ("log_format = \"xml\"\n", "log_format: 'xml' is not one of text, json"),
+    ("trusted_proxies = \"localhost\"\n", "'localhost' is not an IP address or network"),
+    ("port = \n", "not valid TOML"),
+    (None, "No such file or directory"),
+])
+def test_a_bad_config_file_is_one_clear_line(content, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ECHAT_PORT", raising=False)
+    path = tmp_path / "echat.toml"
+    if content is not None:
+        path.write_text(content)
+    assert cli.main(["serve", "--config", str(path)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"echat: {path}: ") and message in line
+
+
+async def test_a_flag_beats_a_variable_beats_the_config_file(tmp_path, elsewhere):
+    config = tmp_path / "echat.toml"
+    with taken_port("127.0.0.2") as port:
+        config.write_text(f'host = "127.0.0.2"\nport = {port}\ndb = "{tmp_path / "file.db"}"\n'
+                          'ws_rate = 1.5\nmetrics = true\n')
+        env = environment(ECHAT_PORT="0", ECHAT_DB=str(tmp_path / "env.db"))
+        serve = [str(SCRIPT), "serve", "--config", str(config), "--db", str(tmp_path / "flag.db")]
+        async with started(serve, cwd=elsewhere, env=env) as running, \
+                httpx.AsyncClient(base_url=running.url) as http:
+            assert running.url.startswith("http://127.0.0.2:")  # the file's host
+            assert not running.url.endswith(f":{port}")  # the variable beat the file's port
+            assert (await http.get("/metrics")).status_code == 200  # the file's switch
+            await exercise(running.url)
+    assert (tmp_path / "flag.db").is_file()  # the flag beat the variable and the file
+    assert not (tmp_path / "env.db").exists() and not (tmp_path / "file.db").exists()
+
+
+async def test_json_logs_are_one_object_a_line_without_secrets(tmp_path, elsewhere):
+    serve = [str(SCRIPT), "serve", "--port", "0", "--db", ":memory:", "--log-format", "json"]
+    async with started(serve, cwd=elsewhere) as running, \
+            httpx.AsyncClient(base_url=running.url) as http:
+        session = await register(http, "Вася", "hunter2")
+        await http.get("/v1/rooms?limit=1", headers=auth(session))
+        assert await stop(running) == 0
+    lines = [json.loads(line) for line in running.log.splitlines()]
+    access = [line for line in lines if line["logger"] == "echat.access"]
+    assert [(line["method"], line["path"], line["status"]) for line in access] == [
+        ("POST", "/v1/register", 200), ("GET", "/v1/rooms", 200)]
+    assert all(line["client"] == "127.0.0.1" and line["ms"] >= 0 for line in access)
+    assert session not in running.log and "hunter2" not in running.log
+
+
 def test_a_usage_error_exits_with_2(elsewhere):
     done = subprocess.run([str(SCRIPT), "serve", "--port", "http"], cwd=elsewhere,
                           env=environment(), capture_output=True, text=True, timeout=60)
@@ -286,6 +352,8 @@ async def test_non_editable_install_from_a_wheel_serves_from_another_directory(t
     [wheel] = wheels.glob("echat-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read("echat/schema.sql")
+        client = {name: archive.read(f"echat/static/{name}")
+                  for name in ("index.html", "app.js", "style.css")}
     assert shipped == (REPO / "schema.sql").read_bytes()
 
     await trio.run_process([sys.executable, "-m", "venv", "--without-pip", str(venv)])
@@ -310,8 +378,11 @@ async def test_non_editable_install_from_a_wheel_serves_from_another_directory(t
 
     db = tmp_path / "installed.db"
     serve = [str(venv / "bin" / "echat"), "serve", "--port", "0", "--db", str(db)]
-    async with started(serve, cwd=elsewhere) as running:
+    async with started(serve, cwd=elsewhere) as running, \
+            httpx.AsyncClient(base_url=running.url) as http:
         await exercise(running.url)
+        assert (await http.get("/")).content == client["index.html"]
+        assert (await http.get("/static/app.js")).content == client["app.js"]
         assert await stop(running) == 0
     assert db.is_file()
     assert list(elsewhere.iterdir()) == []

@@ -19,6 +19,7 @@ const CATCH_UP_PAGE = 500;
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 10000];
 const TYPING_EVERY_MS = 2000;
 const TYPING_PAUSE_MS = 3000;
+const TYPING_GAP_MS = 600;
 const TYPING_SHOWN_MS = 6000;
 const ROOMS_POLL_MS = 15000;
 const FEED_WAIT_S = 25;
@@ -302,6 +303,9 @@ async function openRoom(roomId) {
     hasOlder: true,
     composingSent: 0,
     pauseTimer: null,
+    typingState: null,
+    typingTimer: null,
+    typingFrameAt: 0,
   };
   state.room = room;
   sessionStorage.setItem(ROOM_KEY, String(roomId));
@@ -331,6 +335,7 @@ function closeRoom() {
   state.room = null;
   clearTimeout(room.reconnectTimer);
   clearTimeout(room.pauseTimer);
+  clearTimeout(room.typingTimer);
   for (const timer of room.typing.values()) clearTimeout(timer);
   if (room.socket) room.socket.close(1000);
   room.socket = null;
@@ -523,19 +528,31 @@ function sendMessage() {
 
 function typed() {
   const room = state.room;
-  if (!room || !room.socket || room.socket.readyState !== WebSocket.OPEN) return;
+  if (!room) return;
   const now = Date.now();
   if (now - room.composingSent > TYPING_EVERY_MS) {
-    room.socket.send(JSON.stringify({ type: "typing", state: "composing" }));
+    sendTyping(room, "composing");
     room.composingSent = now;
   }
   clearTimeout(room.pauseTimer);
   room.pauseTimer = setTimeout(() => {
-    if (room.socket && room.socket.readyState === WebSocket.OPEN) {
-      room.socket.send(JSON.stringify({ type: "typing", state: "paused" }));
-    }
+    sendTyping(room, "paused");
     room.composingSent = 0;
   }, TYPING_PAUSE_MS);
+}
+
+// The server takes at most 2 typing frames a second and drops the rest without a word, so
+// frames are spaced TYPING_GAP_MS apart; a later state replaces one still waiting.
+function sendTyping(room, typingState) {
+  room.typingState = typingState;
+  if (room.typingTimer) return;
+  const wait = Math.max(0, room.typingFrameAt + TYPING_GAP_MS - Date.now());
+  room.typingTimer = setTimeout(() => {
+    room.typingTimer = null;
+    if (!room.socket || room.socket.readyState !== WebSocket.OPEN) return;
+    room.socket.send(JSON.stringify({ type: "typing", state: room.typingState }));
+    room.typingFrameAt = Date.now();
+  }, wait);
 }
 
 // -- the room's socket -------------------------------------------------------------------
