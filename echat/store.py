@@ -256,7 +256,7 @@ class Store:
         return await self._write(_delete_session, token_hash)
 
     async def search_users(self, key: str, limit: int) -> list[User]:
-        """Users whose login key contains `key`, ordered by login."""
+        """Enabled users whose login key contains `key`, ordered by login."""
         return await self._read(_search_users, key, limit)
 
     # -- rooms and messages ----------------------------------------------------------------
@@ -593,8 +593,9 @@ def _delete_session(conn: sqlite3.Connection, token_hash: bytes) -> bool:
 
 def _search_users(conn: sqlite3.Connection, key: str, limit: int) -> list[User]:
     # instr() rather than LIKE: the key is matched literally, so '%' and '_' need no escaping.
+    # A disabled account is not offered for new rooms.
     rows = conn.execute(
-        "SELECT id, login FROM users WHERE instr(login_key, ?) > 0"
+        "SELECT id, login FROM users WHERE instr(login_key, ?) > 0 AND disabled_at IS NULL"
         " ORDER BY login_key, id LIMIT ?",
         (key, limit),
     )

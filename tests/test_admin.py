@@ -121,12 +121,16 @@ async def test_users_list_disable_enable_and_passwd(tmp_path, capsys, monkeypatc
         refused = await login(http, "Bob")
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
         assert (await login(http, "Bob", "wrong")).json()["error"]["code"] == "wrong_credentials"
+        found = await http.get("/v1/users/?q=o", headers=auth(alice))
+        assert found.json() == []  # not offered for new rooms
         assert await echat("users", "list", "--db", str(db)) == 0
         bob_line = capsys.readouterr().out.splitlines()[2].split()
         assert bob_line[-1] == "Bob" and bob_line[-2] == "0" and bob_line[2] != "-"
 
         assert await echat("users", "enable", "Bob", "--db", str(db)) == 0
         assert (await login(http, "Bob")).status_code == 200
+        found = await http.get("/v1/users/?q=o", headers=auth(alice))
+        assert [user["login"] for user in found.json()] == ["Bob"]
 
         monkeypatch.setattr(sys, "stdin", io.StringIO("new secret\n"))
         assert await echat("users", "passwd", "alice", "--db", str(db)) == 0

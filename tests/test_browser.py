@@ -141,15 +141,15 @@ def test_two_people_make_a_room_and_chat_both_ways(person, chat_server):
     expect(alice.locator("#room-members .member.online")).to_have_text(["Алиса", "Bob"])
 
     say(alice, "a typo hree")
-    mine = alice.locator("#messages .message.mine").last
+    # In #messages once the server has acked it (until then it is pending, and has no id).
+    mine = alice.locator("#messages .message.mine", has_text="a typo hree")
     mine.get_by_role("button", name="Edit").click()
     alice.fill(".edit-input", "fixed: here")
     alice.press(".edit-input", "Enter")
     expect(bob.locator("#messages .text").last).to_have_text("fixed: here")
     expect(bob.locator("#messages .message").last.locator(".edited")).to_have_text("edited")
     say(alice, "delete me")
-    doomed = alice.locator("#messages .message.mine").last
-    expect(doomed.locator(".text")).to_have_text("delete me")
+    doomed = alice.locator("#messages .message.mine", has_text="delete me")
     doomed.get_by_role("button", name="Delete").click()
     doomed.get_by_role("button", name="Delete?").click()
     expect(bob.locator("#messages .text")).to_have_count(4)
