@@ -116,7 +116,8 @@ async def fail_login(http: httpx.AsyncClient, login: str, forwarded_for: str | N
     return reply.status_code
 
 
-@pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed (apt-get install nginx)")
+@pytest.mark.skipif(not Path(NGINX).exists(),
+                    reason="nginx is not installed (apt-get install nginx)")
 async def test_nginx_serves_echat_over_https_with_websockets_and_the_real_client_address(
         tmp_path, certificate, caplog):
     caplog.set_level(logging.INFO, logger="echat.access")

@@ -204,7 +204,8 @@ async function watchRooms(generation) {
     if (feed) {
       try {
         if (cursor === null) {
-          cursor = Math.max(0, ...state.rooms.map((room) => (room.last_message ? room.last_message.id : 0)));
+          const newest = state.rooms.map((room) => (room.last_message ? room.last_message.id : 0));
+          cursor = Math.max(0, ...newest);
         }
         const page = await api("GET", `/v1/feed?after=${cursor}&wait=${FEED_WAIT_S}`);
         cursor = page.cursor;
@@ -386,9 +387,11 @@ function fillMessage(node, message) {
   const mine = message.user_id === state.me.id;
   node.classList.toggle("mine", mine);
   const meta = element("div", "meta");
-  meta.append(element("span", "author", state.users.get(message.user_id) || `user ${message.user_id}`));
+  const author = state.users.get(message.user_id) || `user ${message.user_id}`;
+  meta.append(element("span", "author", author));
   const created = new Date(`${message.created_at}Z`);
-  const time = element("time", "", created.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  const clock = created.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const time = element("time", "", clock);
   time.dateTime = `${message.created_at}Z`;
   time.title = created.toLocaleString();
   meta.append(time);
@@ -487,7 +490,8 @@ async function loadOlder() {
   if (!room || !room.hasOlder || room.ids.length === 0) return;
   const scroller = $("scroller");
   const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-  const older = await api("GET", `/v1/rooms/${room.id}/messages?limit=${PAGE}&before=${room.ids[0]}`);
+  const before = room.ids[0];
+  const older = await api("GET", `/v1/rooms/${room.id}/messages?limit=${PAGE}&before=${before}`);
   if (state.room !== room) return;
   for (const message of older) showMessage(room, message);
   room.hasOlder = older.length === PAGE;
@@ -579,7 +583,9 @@ function connect(room) {
       // The socket is up; a failed catch-up is retried at the next reconnect.
     }
     if (room.socket !== socket || socket.readyState !== WebSocket.OPEN) return;
-    for (const [nonce, pending] of room.pending) socket.send(JSON.stringify({ text: pending.text, nonce }));
+    for (const [nonce, pending] of room.pending) {
+      socket.send(JSON.stringify({ text: pending.text, nonce }));
+    }
   });
   socket.addEventListener("message", (event) => {
     if (room.socket === socket) receive(room, JSON.parse(event.data));
@@ -597,7 +603,8 @@ function connect(room) {
     }
     const delay = RECONNECT_DELAYS_MS[Math.min(room.attempts, RECONNECT_DELAYS_MS.length - 1)];
     room.attempts += 1;
-    room.reconnectTimer = setTimeout(() => reconnect(room, event.code), delay * (0.75 + Math.random() / 2));
+    const jittered = delay * (0.75 + Math.random() / 2); // clients of one restart spread out
+    room.reconnectTimer = setTimeout(() => reconnect(room, event.code), jittered);
   });
 }
 
@@ -618,7 +625,8 @@ async function catchUp(room, since, reconnecting) {
   // Messages missed while away, in pages, oldest first.
   let after = since;
   for (;;) {
-    const page = await api("GET", `/v1/rooms/${room.id}/messages?limit=${CATCH_UP_PAGE}&after=${after}`);
+    const query = `limit=${CATCH_UP_PAGE}&after=${after}`;
+    const page = await api("GET", `/v1/rooms/${room.id}/messages?${query}`);
     if (state.room !== room) return;
     for (const message of page) showMessage(room, message);
     if (page.length < CATCH_UP_PAGE) break;
@@ -631,7 +639,8 @@ async function catchUp(room, since, reconnecting) {
     if (state.room !== room || newest.length === 0) return;
     const present = new Set(newest.map((message) => message.id));
     for (const id of [...room.ids]) {
-      if (id >= newest[0].id && id <= newest[newest.length - 1].id && !present.has(id)) removeMessage(room, id);
+      const inRange = id >= newest[0].id && id <= newest[newest.length - 1].id;
+      if (inRange && !present.has(id)) removeMessage(room, id);
     }
     for (const message of newest) if (room.messages.has(message.id)) showMessage(room, message);
   }
@@ -647,7 +656,11 @@ function receive(room, frame) {
       room.pending.delete(frame.ack);
       pending.node.remove();
       showMessage(room, {
-        id: frame.id, text: pending.text, user_id: state.me.id, room_id: room.id, created_at: frame.created_at,
+        id: frame.id,
+        text: pending.text,
+        user_id: state.me.id,
+        room_id: room.id,
+        created_at: frame.created_at,
       });
     }
   } else if (frame.error) {
