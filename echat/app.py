@@ -99,12 +99,19 @@ class EchatApp(QuartTrio):
     @asynccontextmanager
     async def storage(self) -> AsyncIterator[Store]:
         """Open the database for the duration of the block; the app serves only inside it."""
-        async with open_store(self.echat_config.db, on_commit=self.announce) as store, \
-                trio.open_nursery() as nursery:
+        async with open_store(self.echat_config.db, on_commit=self.announce) as store:
             self.store = store
-            nursery.start_soon(self.close_ended_sessions)
-            yield store
-            nursery.cancel_scope.cancel()
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.close_ended_sessions)
+                    yield store
+                    nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                # The watcher does not fail, so this is the block's own error: raised as
+                # itself, as callers expect (`except OSError` in echat.cli).
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
 
     async def close_ended_sessions(self) -> None:
         """Every `session_check_interval` seconds, close (1008) the sockets whose session has
@@ -115,7 +122,11 @@ class EchatApp(QuartTrio):
             open_sessions = self.hub.session_keys()
             if not open_sessions:
                 continue
-            live = await self.store.live_sessions(open_sessions)
+            try:
+                live = await self.store.live_sessions(open_sessions)
+            except Exception:
+                log.exception("checking the sessions of open sockets failed")
+                continue
             for key in open_sessions:
                 if key not in live:
                     self.hub.close_session(key, CLOSE_POLICY)
