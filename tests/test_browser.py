@@ -13,12 +13,15 @@ browser downloads are never used. The conversation's screenshot is saved to ARTI
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import trio
+from trio_websocket import open_websocket_url
 
 from echat.testing import TestServer, run_in_thread
 
@@ -99,6 +102,20 @@ def say(page: Page, text: str) -> None:
     page.press("#message-input", "Enter")
 
 
+def edit(page: Page, old: str, new: str) -> None:
+    page.locator("#messages .message.mine", has_text=old).get_by_role("button", name="Edit").click()
+    page.fill(".edit-input", new)
+    page.press(".edit-input", "Enter")
+    expect(page.locator("#messages .message.mine", has_text=new)).to_have_count(1)
+
+
+def delete(page: Page, text: str) -> None:
+    message = page.locator("#messages .message.mine", has_text=text)
+    message.get_by_role("button", name="Delete").click()
+    message.get_by_role("button", name="Delete?").click()
+    expect(message).to_have_count(0)
+
+
 def texts(page: Page) -> list[str]:
     return page.locator("#messages .message .text").all_text_contents()
 
@@ -134,17 +151,12 @@ def test_two_people_make_a_room_and_chat_both_ways(person, chat_server):
     expect(alice.locator("#room-members .member.online")).to_have_text(["Алиса", "Bob"])
 
     say(alice, "a typo hree")
-    # In #messages once the server has acked it (until then it is pending, and has no id).
-    mine = alice.locator("#messages .message.mine", has_text="a typo hree")
-    mine.get_by_role("button", name="Edit").click()
-    alice.fill(".edit-input", "fixed: here")
-    alice.press(".edit-input", "Enter")
+    edit(alice, "a typo hree", "fixed: here")
     expect(bob.locator("#messages .text").last).to_have_text("fixed: here")
     expect(bob.locator("#messages .message").last.locator(".edited")).to_have_text("edited")
     say(alice, "delete me")
-    doomed = alice.locator("#messages .message.mine", has_text="delete me")
-    doomed.get_by_role("button", name="Delete").click()
-    doomed.get_by_role("button", name="Delete?").click()
+    expect(bob.locator("#messages .text").last).to_have_text("delete me")
+    delete(alice, "delete me")
     expect(bob.locator("#messages .text")).to_have_count(4)
     assert "delete me" not in texts(bob)
 
@@ -186,7 +198,8 @@ def test_a_dropped_socket_reconnects_and_catches_up(person, chat_server):
     start_chat_with(ann, "ben")
     start_chat_with(ben, "ann")
     say(ben, "one")
-    expect(ann.locator("#messages .text")).to_have_text(["one"])
+    say(ben, "doomed")
+    expect(ann.locator("#messages .text")).to_have_text(["one", "doomed"])
 
     cut["now"] = True
     relays[-1].close()
@@ -195,18 +208,54 @@ def test_a_dropped_socket_reconnects_and_catches_up(person, chat_server):
     say(ben, "three")
     say(ann, "sent while offline")
     expect(ann.locator("#pending-messages .text")).to_have_text(["sent while offline"])
-    expect(ben.locator("#messages .text")).to_have_text(["one", "two", "three"])
+    # Ben changes what Ann has already seen: she learns of it from the history, not live.
+    edit(ben, "one", "one, edited")
+    delete(ben, "doomed")
+    expect(ben.locator("#messages .text")).to_have_text(["one, edited", "two", "three"])
 
     cut["now"] = False
-    expect(ann.locator("#connection-state")).to_have_text("live")
+    # The reconnect waits out its backoff (at most 10 s after the last failed attempt).
+    expect(ann.locator("#connection-state")).to_have_text("live", timeout=30_000)
     expect(ben.locator("#messages .text")).to_have_text(
-        ["one", "two", "three", "sent while offline"])
+        ["one, edited", "two", "three", "sent while offline"])
     say(ben, "four")
-    expected = ["one", "two", "three", "sent while offline", "four"]
+    expected = ["one, edited", "two", "three", "sent while offline", "four"]
     expect(ann.locator("#messages .text")).to_have_text(expected)
     expect(ann.locator("#pending-messages .message")).to_have_count(0)
     assert len(relays) >= 2
     no_troubles(ann, ben)
+
+
+def test_scrolling_up_loads_older_messages(person, chat_server):
+    with httpx.Client(base_url=chat_server.url) as http:
+        sessions = [http.post("/v1/register", json={"login": login, "password": "secret"})
+                    .json()["session_id"] for login in ("kim", "lee")]
+        lee = http.get("/v1/info", headers={"X-Session-Id": sessions[1]}).json()["id"]
+        room = http.post("/v1/rooms", json={"users": [{"id": lee}]},
+                         headers={"X-Session-Id": sessions[0]}).json()["id"]
+    history = [f"message {n}" for n in range(1, 121)]
+    trio.run(post_all, f"{chat_server.ws_url}/v1/rooms/{room}/chat?session_id={sessions[0]}",
+             history)
+    page = person()
+    enter(page, chat_server.url, "lee", "#login-button")
+    page.get_by_role("button", name="kim").click()
+    expect(page.locator("#messages .text")).to_have_count(50)
+    expect(page.locator("#messages .text").last).to_have_text("message 120")
+    page.click("#older-button")
+    expect(page.locator("#messages .text")).to_have_count(100)
+    page.locator("#scroller").evaluate("scroller => { scroller.scrollTop = 0; }")
+    expect(page.locator("#messages .text")).to_have_count(120)
+    assert texts(page) == history
+    expect(page.locator("#older-button")).to_be_hidden()
+    no_troubles(page)
+
+
+async def post_all(url: str, texts: list[str]) -> None:
+    async with open_websocket_url(url) as ws:
+        for n, text in enumerate(texts):
+            await ws.send_message(json.dumps({"text": text, "nonce": str(n)}))
+        for _ in texts:
+            await ws.get_message()  # the acks: every message is stored
 
 
 def test_the_page_refuses_inline_script(person, chat_server):
