@@ -17,6 +17,11 @@ drives it from this process over real sockets.
   in 500 rooms of one message each (the same answer size without the history), and for a user
   in 5 rooms, all in one database; also the first feed page (`after=0`) of the first and last.
 
+- writer: the writer thread's CPU time per message stored (`_insert_message` in batches of 200,
+  each in its savepoint, fsync off so only the SQL and Python count): the price of keeping
+  unread counts and last messages in the same transaction. For the figure without them, run
+  it with PYTHONPATH pointing at a checkout from before (the import line is printed).
+
 The load average is printed with each scenario: other work on the machine shows in it.
 """
 
@@ -43,6 +48,7 @@ import httpx
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
+import echat.store
 from echat.store import schema_sql
 
 # Seconds to let the server settle after the held requests arrive, before measuring.
@@ -406,7 +412,35 @@ async def bench_rooms(args: argparse.Namespace, scratch: Path) -> None:
     print(f"({load()})")
 
 
-SCENARIOS = {"latency": bench_latency, "memory": bench_memory, "rooms": bench_rooms}
+async def bench_writer(args: argparse.Namespace, scratch: Path) -> None:
+    print(f"\n== writer: CPU time per message stored, echat from {echat.store.__file__}")
+    batches, per_batch = 100, 200
+    runs = []
+    for run in range(5):
+        conn = echat.store._connect_writer(str(scratch / f"writer{run}.db"))
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("BEGIN")
+        alice = echat.store._insert_user(conn, "alice", "alice", PASSWORD_HASH)
+        bob = echat.store._insert_user(conn, "bob", "bob", PASSWORD_HASH)
+        room = echat.store._open_room(conn, alice.id, [bob.id]).id
+        conn.execute("COMMIT")
+        started = time.thread_time()
+        for batch in range(batches):
+            conn.execute("BEGIN IMMEDIATE")
+            for n in range(per_batch):
+                conn.execute("SAVEPOINT job")
+                author = alice.id if n % 2 else bob.id
+                echat.store._insert_message(conn, room, author, f"message {batch} {n}", None)
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        runs.append((time.thread_time() - started) / (batches * per_batch))
+        conn.close()
+    print(f"{'writer CPU per message':<44} median {statistics.median(runs) * 1e6:7.1f} us   "
+          f"runs {' '.join(f'{r * 1e6:.1f}' for r in runs)}   ({load()})")
+
+
+SCENARIOS = {"latency": bench_latency, "memory": bench_memory, "rooms": bench_rooms,
+             "writer": bench_writer}
 
 
 def main() -> None:
