@@ -268,16 +268,15 @@ async def feed() -> Response:
     limit = query_int("limit", DEFAULT_FEED_LIMIT, 1, MAX_FEED_LIMIT)
     wait = query_seconds("wait", MAX_FEED_WAIT)
     app = current_echat()
-    # Registered before the first read, so nothing committed after that read goes unnoticed.
-    with app.hub.hold_feed(session.user.id, session.key) as waiter:
+    # Registered before the read, so what is committed after the read reaches the waiter.
+    with app.hub.hold_feed(session.user.id, session.key, after, limit) as waiter:
         messages = await app.store.feed(session.key, after, limit)
         if messages == [] and wait > 0:
+            # Until messages arrive for the caller (answered with them: nothing came between
+            # the read and them), a logout of this session, shutdown, or the time is up.
             with trio.move_on_after(wait):
                 await waiter.woken.wait()
-            # Woken by a message for this user, by a logout of this session (the read then
-            # finds no session) or by shutdown: read again and answer at once, whatever it is.
-            if waiter.woken.is_set():
-                messages = await app.store.feed(session.key, after, limit)
+            messages = None if waiter.session_ended else waiter.messages
     if messages is None:
         raise Unauthorized()
     return json_response({

@@ -82,7 +82,7 @@ class EchatApp(QuartTrio):
             message = result.message
             self.metrics.messages_stored += 1
             self.hub.publish(message.room_id, jsonio.dumps(message.to_json()), skip=origin)
-            self.hub.wake_feeds(result.members)
+            self.hub.feed_message(message, result.members)
         elif isinstance(result, RoomEvent):
             self.hub.publish_event(result.room_id, result.kind, jsonio.dumps(result.to_json()))
         elif isinstance(result, RoomLeft):

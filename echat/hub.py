@@ -16,10 +16,10 @@ outboxes as messages, so a client written for the original never sees one. Prese
 hub's own state: a member is online in a room while at least one of their sockets to it is open.
 
 Held feed requests (`GET /v1/feed?wait=`) wait here too, on the same commit announcements that
-feed the sockets: each is a `trio.Event` registered under its user and session, set when a
-message is stored in a room of that user, when the session logs out, or at shutdown. The
-request then reads the feed again and answers; a waiting request holds no thread and polls
-nothing.
+feed the sockets: each is a `FeedWaiter` registered under its user and session. A message
+stored in a room of that user is added to it and wakes it, so the request answers with what it
+was given, without reading the database again; a logout of the session or shutdown wakes it
+too. A waiting request holds no thread and polls nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import trio
 
 from echat import jsonio
+from echat.models import Message
 
 # Close codes the contract names.
 CLOSE_NORMAL = 1000
@@ -82,10 +83,18 @@ class Connection:
 
 @dataclass(eq=False)
 class FeedWaiter:
-    """One held feed request: `woken` is set when it should read the feed again."""
+    """One held feed request, for messages after `after`, at most `limit` of them.
+
+    `woken` is set when it should answer: `messages` then holds those that arrived, in id
+    order; `session_ended` says the session logged out instead.
+    """
 
     user_id: int
     session_key: bytes
+    after: int
+    limit: int
+    messages: list[Message] = field(default_factory=list)
+    session_ended: bool = False
     woken: trio.Event = field(default_factory=trio.Event)
 
 
@@ -149,14 +158,16 @@ class Hub:
                 self._slow_closed += 1
 
     @contextmanager
-    def hold_feed(self, user_id: int, session_key: bytes) -> Iterator[FeedWaiter]:
+    def hold_feed(self, user_id: int, session_key: bytes, after: int,
+                  limit: int) -> Iterator[FeedWaiter]:
         """Register a held feed request for the duration of the block.
 
-        Register before reading the feed: a message committed after that read is announced
-        after the registration, so it cannot slip between the two. After shutdown has begun
+        Register before reading the feed: then every message committed after that read is
+        announced after the registration and reaches the waiter, so when the read finds
+        nothing, the waiter's `messages` are exactly what came since. After shutdown has begun
         the waiter is woken at once.
         """
-        waiter = FeedWaiter(user_id, session_key)
+        waiter = FeedWaiter(user_id, session_key, after, limit)
         if self._closing:
             waiter.woken.set()
         self._feeds.setdefault(user_id, set()).add(waiter)
@@ -167,11 +178,14 @@ class Hub:
             _discard(self._feeds, user_id, waiter)
             _discard(self._feed_sessions, session_key, waiter)
 
-    def wake_feeds(self, user_ids: Iterable[int]) -> None:
-        """Wake the held feed requests of these users (a message arrived for them)."""
+    def feed_message(self, message: Message, user_ids: Iterable[int]) -> None:
+        """Give a stored message to the held feed requests of these users (its room's
+        members) and wake them. Called in commit order, so each waiter's list is in id order."""
         for user_id in user_ids:
             for waiter in self._feeds.get(user_id, ()):
-                waiter.woken.set()
+                if message.id > waiter.after and len(waiter.messages) < waiter.limit:
+                    waiter.messages.append(message)
+                    waiter.woken.set()
 
     def online(self, room_id: int) -> list[int]:
         """Ids of the users with at least one socket open to the room, ascending."""
@@ -207,6 +221,7 @@ class Hub:
         for conn in list(self._sessions.get(session_key, ())):
             conn.close(code)
         for waiter in self._feed_sessions.get(session_key, ()):
+            waiter.session_ended = True
             waiter.woken.set()
 
     def close_all(self, code: int) -> None:

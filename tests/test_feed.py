@@ -11,6 +11,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from echat.hub import CLOSE_GOING_AWAY, CLOSE_POLICY, Hub
+from echat.models import Message
 from echat.testing import serve
 from helpers import auth, chat_url, make_room, post_message, receive_json, register, user_id
 
@@ -119,9 +120,11 @@ async def test_a_held_feed_is_answered_by_a_socket_message(server, http):
             nursery.start_soon(hold, alice)  # the author's other devices hear it too
             await wait_for_held_feeds(server, 2)
             new = await post_message(ws, "wake up", "n-wake")
+    stored = (await http.get(f"/v1/rooms/{room}/messages", params={"after": old},
+                             headers=auth(bob))).json()
     for answer in answers:
-        assert [m["id"] for m in answer["messages"]] == [new] and answer["cursor"] == new
-        assert answer["messages"][0]["text"] == "wake up"
+        assert answer == {"messages": stored, "cursor": new}
+        assert stored[0]["text"] == "wake up"
     assert server.app.hub.statistics().feeds_waiting == 0
 
 
@@ -303,23 +306,39 @@ async def test_rooms_are_listed_by_latest_activity(server, http):
 # -- the hub's feed waiters -----------------------------------------------------------------
 
 
-async def test_feed_waiters_wake_for_their_user_session_or_shutdown():
+def message(message_id: int, room_id: int = 7) -> Message:
+    return Message(message_id, f"m{message_id}", 1, room_id, "2026-01-01T00:00:00")
+
+
+async def test_feed_waiters_get_their_users_messages_after_their_cursor_up_to_the_limit():
     hub = Hub(outbox_frames=10)
-    with hub.hold_feed(1, b"phone") as phone, hub.hold_feed(1, b"laptop") as laptop, \
-            hub.hold_feed(2, b"other") as other:
+    with hub.hold_feed(1, b"phone", after=10, limit=2) as phone, \
+            hub.hold_feed(1, b"laptop", after=11, limit=5) as laptop, \
+            hub.hold_feed(2, b"other", after=0, limit=5) as other:
         assert hub.statistics().feeds_waiting == 3
-        hub.wake_feeds([3])
+        hub.feed_message(message(11), [3])
         assert not any(w.woken.is_set() for w in (phone, laptop, other))
-        hub.wake_feeds([1])
+        hub.feed_message(message(11), [1, 3])
+        # The laptop's cursor is past it: it stays asleep.
         assert (phone.woken.is_set(), laptop.woken.is_set(), other.woken.is_set()) == (
-            True, True, False)
+            True, False, False)
+        for message_id in (12, 13):
+            hub.feed_message(message(message_id), [1])
+        assert [m.id for m in phone.messages] == [11, 12]  # its limit
+        assert [m.id for m in laptop.messages] == [12, 13] and laptop.woken.is_set()
+        assert other.messages == [] and not phone.session_ended
     assert hub.statistics().feeds_waiting == 0
 
-    with hub.hold_feed(1, b"phone") as phone, hub.hold_feed(1, b"laptop") as laptop:
+
+async def test_feed_waiters_wake_on_logout_of_their_session_and_at_shutdown():
+    hub = Hub(outbox_frames=10)
+    with hub.hold_feed(1, b"phone", 0, 10) as phone, hub.hold_feed(1, b"laptop", 0, 10) as laptop:
         hub.close_session(b"phone", CLOSE_POLICY)
-        assert (phone.woken.is_set(), laptop.woken.is_set()) == (True, False)
+        assert (phone.woken.is_set(), phone.session_ended) == (True, True)
+        assert (laptop.woken.is_set(), laptop.session_ended) == (False, False)
         hub.close_all(CLOSE_GOING_AWAY)
-        assert laptop.woken.is_set()
+        assert (laptop.woken.is_set(), laptop.session_ended, laptop.messages) == (
+            True, False, [])
     # After shutdown has begun a new request does not wait at all.
-    with hub.hold_feed(2, b"late") as late:
+    with hub.hold_feed(2, b"late", 0, 10) as late:
         assert late.woken.is_set()
