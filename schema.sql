@@ -29,18 +29,31 @@ CREATE INDEX sessions_by_user ON sessions (user_id);
 -- set of people, and this column finds that room with one index lookup. `title` is optional,
 -- set by any member. AUTOINCREMENT because a room is deleted when its last member leaves, and
 -- its id, still cached by former members' clients, must never name someone else's new room.
+-- `last_message_id` is the newest message (NULL when none), kept by the store in the same
+-- transaction as each message stored or deleted, so a list of rooms shows each last message by
+-- one join instead of a search per room. Rooms are listed by latest activity: the last
+-- message's id, else `created_seq`, the highest message id handed out when the room was made,
+-- which puts a new room among the others as if it were a message sent at that moment.
 CREATE TABLE rooms (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    member_key TEXT NOT NULL,
-    title      TEXT,
-    created_at TEXT NOT NULL
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    member_key      TEXT NOT NULL,
+    title           TEXT,
+    created_at      TEXT NOT NULL,
+    last_message_id INTEGER,
+    created_seq     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX rooms_by_member_key ON rooms (member_key);
 
--- Who is in which room; the reverse index answers "rooms of a user".
+-- Who is in which room; the reverse index answers "rooms of a user". `last_read_id` is the
+-- member's read marker (NULL: nothing read), which only moves forward. `unread` counts the
+-- messages of others after it; the store keeps it in the same transaction as each message
+-- stored or deleted and recounts it when the marker moves, so it is never a count over a
+-- room's whole history.
 CREATE TABLE room_members (
-    room_id INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
-    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    room_id      INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    last_read_id INTEGER,
+    unread       INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room_id, user_id)
 ) WITHOUT ROWID;
 CREATE INDEX room_members_by_user ON room_members (user_id, room_id);

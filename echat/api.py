@@ -5,8 +5,10 @@ Every refusal is raised as an `echat.errors` exception; `echat.app.render_error`
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import trio
 from quart import Blueprint, Response, request
 
 from echat import __version__, accounts
@@ -37,6 +39,11 @@ MAX_ROOM_USERS = 1000
 MAX_SEARCH_LIMIT = 100
 MAX_HISTORY_LIMIT = 500
 MAX_TITLE = 100
+DEFAULT_FEED_LIMIT = 100
+MAX_FEED_LIMIT = 500
+MAX_FEED_WAIT = 60.0
+# Seconds to hold a feed request: a plain decimal, to the millisecond at most.
+_SECONDS = re.compile(r"[0-9]{1,2}(\.[0-9]{1,3})?")
 
 
 # -- request parsing ------------------------------------------------------------------------
@@ -87,6 +94,17 @@ def query_int(name: str, default: int | None, low: int, high: int) -> int | None
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not low <= int(raw) <= high:
         raise InvalidJson(f"'{name}' must be an integer from {low} to {high}")
     return int(raw)
+
+
+def query_seconds(name: str, high: float) -> float:
+    """A duration query parameter in seconds (`2`, `0.5`) from 0 to `high`; 0 when absent, and
+    invalid_json when bad."""
+    raw = request.args.get(name)
+    if raw is None:
+        return 0.0
+    if _SECONDS.fullmatch(raw) is None or float(raw) > high:
+        raise InvalidJson(f"'{name}' must be a number of seconds from 0 to {high:g}")
+    return float(raw)
 
 
 def path_id(raw: str, error: type[EchatError]) -> int:
@@ -243,6 +261,44 @@ async def history(room_id: str) -> Response:
         room, session.user.id, limit=limit, before=before, after=after
     )
     return json_response([message.to_json() for message in messages])
+
+
+# -- sync without a socket, and read state -------------------------------------------------
+
+
+@api.get("/feed")
+async def feed() -> Response:
+    session = await require_session()
+    after = query_int("after", 0, 0, MAX_SQLITE_INT)
+    limit = query_int("limit", DEFAULT_FEED_LIMIT, 1, MAX_FEED_LIMIT)
+    wait = query_seconds("wait", MAX_FEED_WAIT)
+    app = current_echat()
+    # Registered before the read, so what is committed after the read reaches the waiter.
+    with app.hub.hold_feed(session.user.id, session.key, after, limit) as waiter:
+        messages = await app.store.feed(session.key, after, limit)
+        if messages == [] and wait > 0:
+            # Until messages arrive for the caller (answered with them: nothing came between
+            # the read and them), a logout of this session, shutdown, or the time is up.
+            with trio.move_on_after(wait):
+                await waiter.woken.wait()
+            messages = None if waiter.session_ended else waiter.messages
+    if messages is None:
+        raise Unauthorized()
+    return json_response({
+        "messages": [message.to_json() for message in messages],
+        "cursor": messages[-1].id if messages else after,
+    })
+
+
+@api.put("/rooms/<room_id>/read")
+async def mark_read(room_id: str) -> Response:
+    session = await require_session()
+    room = path_id(room_id, RoomNotFound)
+    message_id = (await request_json()).get("message_id")
+    if not isinstance(message_id, int) or isinstance(message_id, bool):
+        raise InvalidJson("'message_id' must be an integer")
+    marker = await current_echat().store.mark_read(room, session.user.id, message_id)
+    return json_response({"room_id": room, "message_id": marker})
 
 
 # -- room and message life ------------------------------------------------------------------

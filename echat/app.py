@@ -91,6 +91,7 @@ class EchatApp(QuartTrio):
             message = result.message
             self.metrics.messages_stored += 1
             self.hub.publish(message.room_id, jsonio.dumps(message.to_json()), skip=origin)
+            self.hub.feed_message(message, result.members)
         elif isinstance(result, RoomEvent):
             self.hub.publish_event(result.room_id, result.kind, jsonio.dumps(result.to_json()))
         elif isinstance(result, RoomLeft):
@@ -133,7 +134,8 @@ class EchatApp(QuartTrio):
 
     async def close_connections(self) -> None:
         """First step of shutdown: close every socket with 1001 once what they sent is stored,
-        then wait until every request and socket handler has finished (callers bound this)."""
+        and answer the held feed requests; then wait until every request and socket handler
+        has finished (callers bound this)."""
         self.hub.close_all(CLOSE_GOING_AWAY)
         await self.store.flush()
         await self.in_flight.wait_idle()

@@ -14,6 +14,12 @@ Event frames (typing, presence, read markers, edits) are opt-in: a connection li
 wants (`Connection.events`) and `publish_event` queues a frame only for those, through the same
 outboxes as messages, so a client written for the original never sees one. Presence is the
 hub's own state: a member is online in a room while at least one of their sockets to it is open.
+
+Held feed requests (`GET /v1/feed?wait=`) wait here too, on the same commit announcements that
+feed the sockets: each is a `FeedWaiter` registered under its user and session. A message
+stored in a room of that user is added to it and wakes it, so the request answers with what it
+was given, without reading the database again; a logout of the session or shutdown wakes it
+too. A waiting request holds no thread and polls nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field
 import trio
 
 from echat import jsonio
+from echat.models import Message
 
 # Close codes the contract names.
 CLOSE_NORMAL = 1000
@@ -74,11 +81,29 @@ class Connection:
         self.scope.cancel()
 
 
+@dataclass(eq=False)
+class FeedWaiter:
+    """One held feed request, for messages after `after`, at most `limit` of them.
+
+    `woken` is set when it should answer: `messages` then holds those that arrived, in id
+    order; `session_ended` says the session logged out instead.
+    """
+
+    user_id: int
+    session_key: bytes
+    after: int
+    limit: int
+    messages: list[Message] = field(default_factory=list)
+    session_ended: bool = False
+    woken: trio.Event = field(default_factory=trio.Event)
+
+
 @dataclass
 class HubStatistics:
     rooms: int
     connections: int
     slow_closed: int
+    feeds_waiting: int
 
 
 class Hub:
@@ -90,6 +115,9 @@ class Hub:
         self._closing = False
         # room id -> user id -> open sockets of that user to that room (presence).
         self._online: dict[int, dict[int, int]] = {}
+        # Held feed requests by user (woken by messages) and by session (woken by logout).
+        self._feeds: dict[int, set[FeedWaiter]] = {}
+        self._feed_sessions: dict[bytes, set[FeedWaiter]] = {}
 
     @contextmanager
     def connect(self, room_id: int, user_id: int, session_key: bytes,
@@ -129,6 +157,36 @@ class Hub:
             if conn is not skip and not conn.send(frame):
                 self._slow_closed += 1
 
+    @contextmanager
+    def hold_feed(self, user_id: int, session_key: bytes, after: int,
+                  limit: int) -> Iterator[FeedWaiter]:
+        """Register a held feed request for the duration of the block.
+
+        Register before reading the feed: then every message committed after that read is
+        announced after the registration and reaches the waiter, so when the read finds
+        nothing, the waiter's `messages` are exactly what came since. After shutdown has begun
+        the waiter is woken at once.
+        """
+        waiter = FeedWaiter(user_id, session_key, after, limit)
+        if self._closing:
+            waiter.woken.set()
+        self._feeds.setdefault(user_id, set()).add(waiter)
+        self._feed_sessions.setdefault(session_key, set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            _discard(self._feeds, user_id, waiter)
+            _discard(self._feed_sessions, session_key, waiter)
+
+    def feed_message(self, message: Message, user_ids: Iterable[int]) -> None:
+        """Give a stored message to the held feed requests of these users (its room's
+        members) and wake them. Called in commit order, so each waiter's list is in id order."""
+        for user_id in user_ids:
+            for waiter in self._feeds.get(user_id, ()):
+                if message.id > waiter.after and len(waiter.messages) < waiter.limit:
+                    waiter.messages.append(message)
+                    waiter.woken.set()
+
     def online(self, room_id: int) -> list[int]:
         """Ids of the users with at least one socket open to the room, ascending."""
         return sorted(self._online.get(room_id, ()))
@@ -158,32 +216,41 @@ class Hub:
             self.publish_event(conn.room_id, "presence", frame, skip=conn)
 
     def close_session(self, session_key: bytes, code: int) -> None:
-        """Close every connection opened with that session (logout)."""
+        """Close every connection opened with that session (logout), and wake its held feed
+        requests, which then find the session ended."""
         for conn in list(self._sessions.get(session_key, ())):
             conn.close(code)
+        for waiter in self._feed_sessions.get(session_key, ()):
+            waiter.session_ended = True
+            waiter.woken.set()
 
     def session_keys(self) -> list[bytes]:
         """The sessions with at least one open socket."""
         return list(self._sessions)
 
     def close_all(self, code: int) -> None:
-        """Close every connection, and any opened from now on (shutdown)."""
+        """Close every connection, and any opened from now on (shutdown); wake every held feed
+        request, so each answers with what it has."""
         self._closing = True
         for conns in list(self._rooms.values()):
             for conn in list(conns):
                 conn.close(code)
+        for waiters in self._feeds.values():
+            for waiter in waiters:
+                waiter.woken.set()
 
     def statistics(self) -> HubStatistics:
         return HubStatistics(
             rooms=len(self._rooms),
             connections=sum(len(conns) for conns in self._rooms.values()),
             slow_closed=self._slow_closed,
+            feeds_waiting=sum(len(waiters) for waiters in self._feeds.values()),
         )
 
 
-def _discard(index: dict, key: object, conn: Connection) -> None:
-    conns = index.get(key)
-    if conns is not None:
-        conns.discard(conn)
-        if not conns:
+def _discard(index: dict, key: object, member: object) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(member)
+        if not members:
             del index[key]

@@ -66,7 +66,8 @@ class Metrics:
             histogram = self._durations[(route, method)] = _Histogram()
         histogram.observe(seconds)
 
-    def render(self, *, sockets: int, slow_closed: int, rows: dict[str, int]) -> str:
+    def render(self, *, sockets: int, slow_closed: int, feeds_waiting: int,
+               rows: dict[str, int]) -> str:
         """The Prometheus text page, given the figures kept elsewhere (hub, database)."""
         lines: list[str] = []
 
@@ -76,6 +77,9 @@ class Metrics:
 
         family("echat_open_sockets", "gauge", "WebSocket connections open now.")
         lines.append(f"echat_open_sockets {sockets}")
+        family("echat_feed_requests_waiting", "gauge",
+               "GET /v1/feed requests held open now, waiting for a message.")
+        lines.append(f"echat_feed_requests_waiting {feeds_waiting}")
         family("echat_messages_stored_total", "counter",
                "Messages stored since the server started.")
         lines.append(f"echat_messages_stored_total {self.messages_stored}")
@@ -147,6 +151,7 @@ def install(app: EchatApp) -> None:
         stats = app.hub.statistics()
         page = app.metrics.render(
             sockets=stats.connections, slow_closed=stats.slow_closed,
+            feeds_waiting=stats.feeds_waiting,
             rows=await app.store.row_counts(),
         )
         return Response(page, content_type=CONTENT_TYPE)

@@ -27,15 +27,23 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class Room:
+    """A room as one member sees it: `last_read_message_id` and `unread` are that member's."""
+
     id: int
     users: tuple[User, ...]
     title: str | None = None
+    last_message: Message | None = None
+    last_read_message_id: int | None = None
+    unread: int = 0
 
     def to_json(self) -> dict:
         return {
             "id": self.id,
             "users": [user.to_json() for user in self.users],
             "title": self.title,
+            "last_message": None if self.last_message is None else self.last_message.to_json(),
+            "last_read_message_id": self.last_read_message_id,
+            "unread": self.unread,
         }
 
 
@@ -70,6 +78,8 @@ class StoredMessage:
 
     message: Message
     created: bool
+    # The room's members when it was stored (author included): whose feeds it wakes.
+    members: tuple[int, ...] = ()
 
 
 # -- results of writes that are announced on the room's sockets as event frames ---------------

@@ -362,7 +362,8 @@ async def test_a_missing_malformed_unknown_or_ended_session_is_unauthorized(clie
     ]
     routes = [("GET", "/v1/info"), ("POST", "/v1/logout"), ("GET", "/v1/users"),
               ("GET", "/v1/users/"), ("GET", "/v1/rooms"), ("POST", "/v1/rooms"),
-              ("GET", "/v1/rooms/1"), ("GET", "/v1/rooms/1/messages")]
+              ("GET", "/v1/rooms/1"), ("GET", "/v1/rooms/1/messages"), ("GET", "/v1/feed"),
+              ("PUT", "/v1/rooms/1/read")]
     for headers in rejected:
         for method, path in routes:
             reply = await client.request(method, path, headers=headers, params={"q": "pavel"},

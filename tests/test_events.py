@@ -14,7 +14,6 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from echat.models import ReadMarkerMoved
 from helpers import (
     auth,
     chat_url,
@@ -70,7 +69,8 @@ async def test_a_socket_without_events_gets_only_messages_whatever_happens(serve
                                     json={"text": "first, fixed"}, headers=auth(bob))
             assert edited.status_code == 200
             assert (await receive_json(watcher))["type"] == "edit"
-            server.app.announce(ReadMarkerMoved(room, bob_id, first), None)
+            await http.put(f"/v1/rooms/{room}/read", json={"message_id": first},
+                           headers=auth(bob))
             assert (await receive_json(watcher))["type"] == "read"
             deleted = await http.delete(f"/v1/rooms/{room}/messages/{first}", headers=auth(bob))
             assert deleted.status_code == 200
@@ -195,8 +195,9 @@ async def test_read_marker_moves_reach_read_subscribers_only(server, http):
             open_websocket_url(chat_url(server, room, alice, "read,typing")) as alice_ws:
         message = await post_message(alice_ws, "read me", "n1")
         assert (await receive_json(original))["id"] == message
-        # What the read-state endpoint does after committing a marker.
-        server.app.announce(ReadMarkerMoved(room, bob_id, message), None)
+        moved = await http.put(f"/v1/rooms/{room}/read", json={"message_id": message},
+                               headers=auth(bob))
+        assert moved.status_code == 200
         assert await receive_json(alice_ws) == {
             "type": "read", "room_id": room, "user_id": bob_id, "message_id": message}
         fence = await post_message(alice_ws, "fence", "n2")

@@ -21,7 +21,8 @@ RELEASED_VERSIONS = sorted(int(path.stem[1:]) for path in RELEASED.glob("v*.sql"
 
 
 def released_database(path: Path, version: int) -> None:
-    """A database of a released version holding two users, a session, a room and messages."""
+    """A database of a released version holding two users, a session, a room with messages
+from both, and an empty room."""
     conn = sqlite3.connect(path)
     conn.executescript((RELEASED / f"v{version}.sql").read_text(encoding="utf-8"))
     conn.executescript(
@@ -31,7 +32,9 @@ def released_database(path: Path, version: int) -> None:
             (2, 'ann', 'ann', 'hash-2', '2026-01-01T00:00:01');
         INSERT INTO rooms (id, member_key, title, created_at)
             VALUES (1, '1,2', 'old friends', '2026-01-01T00:00:02');
-        INSERT INTO room_members (room_id, user_id) VALUES (1, 1), (1, 2);
+        INSERT INTO rooms (id, member_key, title, created_at)
+            VALUES (2, '1', NULL, '2026-01-01T00:00:02');
+        INSERT INTO room_members (room_id, user_id) VALUES (1, 1), (1, 2), (2, 1);
         INSERT INTO messages (room_id, user_id, text, created_at) VALUES
             (1, 1, 'привет 👋', '2026-01-01T00:00:03'),
             (1, 2, 'hi', '2026-01-01T00:00:04');
@@ -88,9 +91,23 @@ async def test_a_released_database_is_upgraded_with_its_data(tmp_path, version):
         assert [m.text for m in history] == ["привет 👋", "hi"]
         rooms = await store.rooms_of(2)
         assert [room.id for room in rooms] == [1]
-        # The upgraded database takes new writes like a new one.
+        # Read state is filled in from the history: the last message, and every message of
+        # the others unread (there were no read markers before version 2).
+        for member in (1, 2):
+            room = (await store.rooms_of(member))[0]
+            assert room.id == 1 and room.last_message is not None
+            assert room.last_message.text == "hi"
+            assert (room.unread, room.last_read_message_id) == (1, None)
+        empty = await store.room(2, 1)
+        assert (empty.last_message, empty.unread) == (None, 0)
+        # The upgraded database takes new writes like a new one, and keeps them up to date.
         message = await store.add_message(1, 2, "after the upgrade")
         assert message.message.id == 3
+        assert [room.id for room in await store.rooms_of(1)] == [1, 2]
+        room = await store.room(1, 1)
+        assert (room.unread, room.last_message) == (2, message.message)
+        assert await store.mark_read(1, 1, 2) == 2
+        assert (await store.room(1, 1)).unread == 1
 
     new = tmp_path / "new.db"
     async with open_store(str(new)):

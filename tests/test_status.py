@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import httpx
+import trio
 from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import open_websocket_url
 
@@ -95,7 +98,15 @@ async def test_metrics_scrape_parses_as_prometheus_text():
             await post_message(alice_ws, "hello", "n1")
             await receive_json(bob_ws)
 
-            scrape = await http.get("/metrics")
+            async with trio.open_nursery() as nursery:
+                # A feed request held while the page is scraped (nothing ever answers it).
+                nursery.start_soon(partial(http.get, "/v1/feed", headers=auth(bob),
+                                           params={"after": 10**9, "wait": 30}))
+                with trio.fail_after(5):
+                    while server.app.hub.statistics().feeds_waiting != 1:
+                        await trio.sleep(0.005)
+                scrape = await http.get("/metrics")
+                nursery.cancel_scope.cancel()
             assert scrape.status_code == 200
             assert scrape.headers["content-type"].startswith("text/plain; version=0.0.4")
             families = {f.name: f for f in text_string_to_metric_families(scrape.text)}
@@ -113,6 +124,8 @@ async def test_metrics_scrape_parses_as_prometheus_text():
     assert value("echat_messages_stored") == 1
     assert value("echat_frames_delivered") == 2  # bob's message, alice's ack
     assert value("echat_slow_clients_closed") == 0
+    assert families["echat_feed_requests_waiting"].type == "gauge"
+    assert value("echat_feed_requests_waiting") == 1
     assert value("echat_rows", table="messages") == 1
     assert value("echat_rows", table="users") == 2
     assert value("process_resident_memory_bytes") > 1_000_000

@@ -166,11 +166,11 @@ async def test_a_closed_store_refuses_writes(tmp_path):
 
 
 def query_plans(path: str, statements: list[str]) -> dict[str, list[str]]:
-    """EXPLAIN QUERY PLAN of each SELECT/UPDATE/DELETE the store ran, by statement."""
+    """EXPLAIN QUERY PLAN of each query (SELECT, WITH, UPDATE, DELETE) the store ran."""
     conn = sqlite3.connect(path)
     plans = {}
     for statement in statements:
-        if statement.split(None, 1)[0].upper() in {"SELECT", "UPDATE", "DELETE"}:
+        if statement.split(None, 1)[0].upper() in {"SELECT", "WITH", "UPDATE", "DELETE"}:
             rows = conn.execute("EXPLAIN QUERY PLAN " + statement).fetchall()
             plans[statement] = [row[3] for row in rows]
     return plans
@@ -198,6 +198,10 @@ async def test_each_query_is_served_by_an_index(tmp_path, traced):
         await store.messages(room, bob, limit=3, before=4)
         await store.messages(room, bob, limit=3, after=2)
         await store.messages(room, bob, limit=3, after=1, before=5)
+        await store.feed(b"s" * 32, 0, 3)
+        await store.feed(b"s" * 32, 2, 100)
+        await store.mark_read(room, bob, 3)
+        await store.delete_message(room, alice, 5)
         await store.delete_session(b"s" * 32)
     plans = query_plans(path, traced.statements)
 
@@ -214,12 +218,20 @@ async def test_each_query_is_served_by_an_index(tmp_path, traced):
                for line in plans_of("mine.user_id ="))
     assert any(line.startswith("SEARCH m USING PRIMARY KEY (room_id=?)")
                for line in plans_of("JOIN room_members m"))
-    history = plans_of("FROM messages WHERE room_id =")
+    history = plans_of("edited_at FROM messages WHERE room_id =")
     assert all("messages_by_room (room_id=?" in line for line in history), history
     assert not any("TEMP B-TREE" in line for line in history), history
+    # The feed and the unread recount start at a message id within one room.
+    feed = plans_of("WITH bounds AS MATERIALIZED")
+    reads = [line for line in feed if line.startswith(("SEARCH messages ", "SEARCH m "))]
+    assert len(reads) == 4 and all("messages_by_room (room_id=? AND id>?" in line
+                                   for line in reads), feed
+    assert any("messages_by_room (room_id=? AND id>?)" in line
+               for line in plans_of("SET last_read_id"))
     # Nothing reads a whole table, except the substring search of logins, which cannot use
-    # an index for the match (it walks the login index to return rows already in order).
-    allowed = ("SCAN CONSTANT ROW", "SCAN json_each")
+    # an index for the match (it walks the login index to return rows already in order), and
+    # the feed's walk over its own short list of the user's rooms.
+    allowed = ("SCAN CONSTANT ROW", "SCAN json_each", "SCAN b")
     for sql, plan in plans.items():
         for line in plan:
             if line.startswith("SCAN") and not line.startswith(allowed):
