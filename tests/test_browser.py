@@ -269,7 +269,6 @@ def test_the_page_refuses_inline_script(person, chat_server):
     assert any("Content Security Policy" in trouble for trouble in page.troubles)
 
 
-@pytest.mark.skip(reason="needs issue 7's unread counts")
 def test_the_rooms_list_shows_unread_counts(person, chat_server):
     cat, dan, eve = person(), person(), person()
     enter(cat, chat_server.url, "cat")
