@@ -21,7 +21,7 @@ const TYPING_EVERY_MS = 2000;
 const TYPING_PAUSE_MS = 3000;
 const TYPING_GAP_MS = 600;
 const TYPING_SHOWN_MS = 6000;
-const ROOMS_POLL_MS = 15000;
+const FEED_RETRY_MS = 5000;
 const FEED_WAIT_S = 25;
 
 const LOGIN_ERRORS = {
@@ -42,7 +42,6 @@ const state = {
   users: new Map(), // user id -> login
   picked: new Map(), // user id -> login, for the room about to be made
   room: null, // the open room, see openRoom
-  readMarkers: true, // false once the server says it has none (404/405)
 };
 
 const $ = (id) => document.getElementById(id);
@@ -194,34 +193,22 @@ function renderRooms() {
   $("room-list").replaceChildren(...items);
 }
 
-// New messages in rooms that are not open move the rooms list (order, unread counts). With
-// the server's feed (GET /v1/feed) the list is refreshed when one arrives; a server without
-// it is asked for the list every ROOMS_POLL_MS.
+// New messages in rooms that are not open move the rooms list (order, unread counts): a held
+// GET /v1/feed answers as soon as one arrives, and the list is fetched again.
 async function watchRooms(generation) {
   let cursor = null;
-  let feed = true;
   while (generation === state.generation) {
-    if (feed) {
-      try {
-        if (cursor === null) {
-          const newest = state.rooms.map((room) => (room.last_message ? room.last_message.id : 0));
-          cursor = Math.max(0, ...newest);
-        }
-        const page = await api("GET", `/v1/feed?after=${cursor}&wait=${FEED_WAIT_S}`);
-        cursor = page.cursor;
-        if (page.messages.length && generation === state.generation) await loadRooms();
-        continue;
-      } catch (error) {
-        if (error.status === 401) return;
-        if (error.status === 404 || error.status === 405) feed = false;
-      }
-    }
-    await sleep(feed ? 5000 : ROOMS_POLL_MS);
-    if (generation !== state.generation) return;
     try {
-      await loadRooms();
+      if (cursor === null) {
+        const newest = state.rooms.map((room) => (room.last_message ? room.last_message.id : 0));
+        cursor = Math.max(0, ...newest);
+      }
+      const page = await api("GET", `/v1/feed?after=${cursor}&wait=${FEED_WAIT_S}`);
+      cursor = page.cursor;
+      if (page.messages.length && generation === state.generation) await loadRooms();
     } catch (error) {
-      // Offline for now: the next round tries again.
+      if (error.status === 401) return;
+      await sleep(FEED_RETRY_MS); // offline for now: the next round tries again
     }
   }
 }
@@ -715,7 +702,7 @@ function markRead(room) {
     listed.unread = 0;
     renderRooms();
   }
-  if (!state.readMarkers || document.hidden) return;
+  if (document.hidden) return;
   clearTimeout(readTimer);
   readTimer = setTimeout(async () => {
     const messageId = lastId(room);
@@ -723,7 +710,7 @@ function markRead(room) {
     try {
       await api("PUT", `/v1/rooms/${room.id}/read`, { message_id: messageId });
     } catch (error) {
-      if (error.status === 404 || error.status === 405) state.readMarkers = false;
+      // Not marked this time (offline, or the message was just deleted): the next read marks.
     }
   }, 300);
 }
