@@ -22,7 +22,7 @@ import shutil
 import sqlite3
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -296,6 +296,13 @@ class Store:
         """Take the user out of the room, deleting it with its messages if nobody is left; the
         commit listener closes the user's sockets to it. RoomNotFound for a non-member."""
         return await self._write(_leave_room, room_id, user_id, announce=True)
+
+    async def import_messages(self, room_id: int, rows: Iterable[tuple[int, str, str]]) -> int:
+        """Store many messages at once in one transaction, for imports and benchmark fixtures:
+        `rows` are (user_id, text, created_at), oldest first. Nothing is announced and no nonce
+        is kept. Raises RoomNotFound if an author is not a member. Returns how many were stored.
+        """
+        return await self._write(_insert_messages, room_id, rows)
 
     async def row_counts(self) -> dict[str, int]:
         """Rows in users, rooms, messages and sessions, read without counting them."""
@@ -601,6 +608,23 @@ def _insert_message(conn: sqlite3.Connection, room_id: int, user_id: int, text: 
             (user_id, nonce, message.id, created_at),
         )
     return StoredMessage(message, created=True)
+
+
+def _insert_messages(conn: sqlite3.Connection, room_id: int,
+                     rows: Iterable[tuple[int, str, str]]) -> int:
+    members = {user_id for (user_id,) in conn.execute(
+        "SELECT user_id FROM room_members WHERE room_id = ?", (room_id,)
+    )}
+
+    def checked() -> Iterable[tuple[int, int, str, str]]:
+        for user_id, text, created_at in rows:
+            if user_id not in members:
+                raise RoomNotFound()
+            yield room_id, user_id, text, created_at
+
+    return conn.executemany(
+        "INSERT INTO messages (room_id, user_id, text, created_at) VALUES (?, ?, ?, ?)", checked()
+    ).rowcount
 
 
 def _own_message(conn: sqlite3.Connection, room_id: int, user_id: int, message_id: int) -> None:
