@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -79,19 +80,22 @@ async def http_load(base_url: str, make_request: RequestMaker, *, clients: int, 
     `stop`, keep sending until it is set); a warm-up round of one request each is not counted."""
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     latencies: list[float] = []
-    errors = 0
+    failures: list[str] = []
     issued = 0
 
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=HTTP_TIMEOUT) as http:
 
         async def one(client: int) -> float:
-            nonlocal errors
             method, path, headers, body = make_request(client)
             start = time.perf_counter()
-            response = await http.request(method, path, headers=headers, json=body)
+            try:
+                response = await http.request(method, path, headers=headers, json=body)
+            except httpx.TransportError as error:
+                failures.append(repr(error))
+                return time.perf_counter() - start
             took = time.perf_counter() - start
             if response.status_code != 200:
-                errors += 1
+                failures.append(f"{response.status_code} {response.text[:200]}")
             return took
 
         async def run(client: int) -> None:
@@ -108,7 +112,9 @@ async def http_load(base_url: str, make_request: RequestMaker, *, clients: int, 
             for client in range(clients):
                 nursery.start_soon(run, client)
         elapsed = time.perf_counter() - start
-    return sample(len(latencies), errors, elapsed, latencies)
+    if failures:
+        print(f"{len(failures)} failed requests, e.g. {failures[0]}", file=sys.stderr)
+    return sample(len(latencies), len(failures), elapsed, latencies)
 
 
 # -- WebSockets -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from echat.metrics import Metrics
 from echat.models import RoomEvent, RoomLeft, StoredMessage
 from echat.passwords import Passwords
 from echat.ratelimit import LoginGuard
+from echat.sessions import SessionCache
 from echat.store import Store, open_store
 
 log = logging.getLogger("echat")
@@ -59,6 +60,7 @@ class EchatApp(QuartTrio):
     hub: Hub
     passwords: Passwords
     login_guard: LoginGuard
+    sessions: SessionCache
     in_flight: InFlight
     metrics: Metrics
 
@@ -141,6 +143,7 @@ def create_app(config: Config | None = None) -> EchatApp:
     app.hub = Hub(config.outbox_frames)
     app.passwords = Passwords(fast=config.fast_hashing)
     app.login_guard = LoginGuard(config.login_failures)
+    app.sessions = SessionCache()
     app.in_flight = InFlight()
     app.metrics = Metrics()
     app.register_blueprint(api)
