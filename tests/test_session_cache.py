@@ -11,7 +11,7 @@ import trio.testing
 from echat.models import User
 from echat.sessions import SessionCache
 from echat.testing import TestServer
-from tests.helpers import auth, register
+from helpers import auth, register
 
 ALICE = User(1, "alice")
 
