@@ -91,8 +91,9 @@ async def http_load(base_url: str, make_request: RequestMaker, *, clients: int, 
             try:
                 response = await http.request(method, path, headers=headers, json=body)
             except httpx.TransportError as error:
-                failures.append(repr(error))
-                return time.perf_counter() - start
+                took = time.perf_counter() - start
+                failures.append(f"{error!r} after {took:.1f} s")
+                return took
             took = time.perf_counter() - start
             if response.status_code != 200:
                 failures.append(f"{response.status_code} {response.text[:200]}")
@@ -113,7 +114,7 @@ async def http_load(base_url: str, make_request: RequestMaker, *, clients: int, 
                 nursery.start_soon(run, client)
         elapsed = time.perf_counter() - start
     if failures:
-        print(f"{len(failures)} failed requests, e.g. {failures[0]}", file=sys.stderr)
+        print(f"{base_url}: {len(failures)} failed requests, e.g. {failures[0]}", file=sys.stderr)
     return sample(len(latencies), len(failures), elapsed, latencies)
 
 
