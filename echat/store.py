@@ -55,6 +55,7 @@ from echat.models import (
     StoredMessage,
     User,
 )
+from echat.recent import MESSAGES_KEPT, RecentMessages, RoomTail
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class Store:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._reads: queue.SimpleQueue = queue.SimpleQueue()
         self._reader_threads: list[threading.Thread] = []
+        self._recent = RecentMessages()
         self._trio_token = trio.lowlevel.current_trio_token()
         self._writer_thread: threading.Thread | None = None
         self._closed = False
@@ -175,11 +177,13 @@ class Store:
     def _finish(self, jobs: list[_Job]) -> None:
         """In the trio thread, in commit order: announce, then wake each caller."""
         for job in jobs:
-            if job.announce and job.error is None and self._on_commit is not None:
-                try:
-                    self._on_commit(job.result, job.origin)
-                except Exception:
-                    log.exception("commit listener failed")
+            if job.announce and job.error is None:
+                self._recent.committed(job.result)
+                if self._on_commit is not None:
+                    try:
+                        self._on_commit(job.result, job.origin)
+                    except Exception:
+                        log.exception("commit listener failed")
             job.done.set()
 
     async def _write(self, fn: Callable[..., Any], *args: Any, announce: bool = False,
@@ -284,7 +288,19 @@ class Store:
     async def messages(self, room_id: int, user_id: int, *, limit: int,
                        before: int | None = None, after: int | None = None) -> list[Message]:
         """History of a room the user is in, oldest first: the newest `limit` messages, or with
-        `after` the oldest `limit` after it. Raises RoomNotFound for a room the user is not in."""
+        `after` the oldest `limit` after it. Raises RoomNotFound for a room the user is not in.
+
+        The newest page of a recently read room comes from memory (echat.recent)."""
+        if before is None and after is None and limit <= MESSAGES_KEPT:
+            page = self._recent.page(room_id, user_id, limit)
+            if page is not None:
+                return page
+            changes = self._recent.changes
+            tail = await self._read(_select_tail, room_id, user_id)
+            if tail is None:
+                raise RoomNotFound()
+            self._recent.keep(room_id, tail, changes)
+            return tail.messages[-limit:]
         found = await self._read(_select_messages, room_id, user_id, limit, before, after)
         if found is None:
             raise RoomNotFound()
@@ -330,7 +346,10 @@ class Store:
         `rows` are (user_id, text, created_at), oldest first. Nothing is announced and no nonce
         is kept. Raises RoomNotFound if an author is not a member. Returns how many were stored.
         """
-        return await self._write(_insert_messages, room_id, rows)
+        try:
+            return await self._write(_insert_messages, room_id, rows)
+        finally:
+            self._recent.forget(room_id)
 
     async def row_counts(self) -> dict[str, int]:
         """Rows in users, rooms, messages and sessions, read without counting them."""
@@ -597,6 +616,19 @@ def _select_messages(conn: sqlite3.Connection, room_id: int, user_id: int, limit
     if order == "DESC":
         rows.reverse()
     return [Message(*row) for row in rows]
+
+
+def _select_tail(conn: sqlite3.Connection, room_id: int, user_id: int) -> RoomTail | None:
+    """The room's members and newest MESSAGES_KEPT messages; None if the user is not in it."""
+    if not _is_member(conn, room_id, user_id):
+        return None
+    members = {row[0] for row in conn.execute(
+        "SELECT user_id FROM room_members WHERE room_id = ?", (room_id,)
+    )}
+    messages = _select_messages(conn, room_id, user_id, MESSAGES_KEPT + 1, None, None)
+    assert messages is not None
+    whole = len(messages) <= MESSAGES_KEPT
+    return RoomTail(members, messages[-MESSAGES_KEPT:], whole)
 
 
 def _message_by_id(conn: sqlite3.Connection, message_id: int) -> Message:
