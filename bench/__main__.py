@@ -275,7 +275,7 @@ async def bench(sizes: Sizes, only: list[str], out: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="echat-bench-") as scratch:
         db = Path(scratch) / "bench.db"
         seed_start = time.perf_counter()
-        built = await fixture.build(str(db), sizes)
+        built = await fixture.build(str(db), sizes, history="history" in only)
         seeded = time.perf_counter() - seed_start
         print(f"fixture built in {seeded:.1f} s", file=sys.stderr)
         async with running("echat", db, out, ECHAT_FLAGS) as echat, \
