@@ -60,6 +60,8 @@ class Run:
     fixture: Fixture
     echat: Server
     bare: Server
+    db: Path
+    log_dir: Path
     details: dict
 
 
@@ -177,19 +179,25 @@ async def _stored_messages(echat: Server) -> int:
 async def idle(run: Run) -> list[Row]:
     count = run.sizes.idle_sockets
     results = []
-    for server in (run.echat, run.bare):
-        urls = [
-            load.chat_url(server.ws_url, run.fixture.small_rooms[i // ROOM_SIZE], member.session_id)
-            for i, member in enumerate(run.fixture.members[:count])
-        ]
-        results.append(await load.idle_load(server.ws_url, urls, server.rss, hold=run.sizes.idle_hold,
-                                            warmup=urls[:IDLE_WARMUP]))
-    echat, bare = results
-    run.details["idle"] = {"echat": echat.to_json(), "bare": bare.to_json()}
+    # The framework's floor (a socket with nothing behind it) on a bare stack process of its
+    # own: memory freed by the other sockets would be reused and hide the cost.
+    async with running("bare", run.db, run.log_dir) as fresh_bare:
+        for server, path in ((run.echat, "chat"), (run.bare, "chat"), (fresh_bare, "floor")):
+            urls = [
+                load.chat_url(server.ws_url, run.fixture.small_rooms[i // ROOM_SIZE],
+                              member.session_id).replace("/chat?", f"/{path}?")
+                for i, member in enumerate(run.fixture.members[:count])
+            ]
+            results.append(await load.idle_load(urls, server.rss, hold=run.sizes.idle_hold,
+                                                warmup=urls[:IDLE_WARMUP]))
+    echat, bare, floor = results
+    run.details["idle"] = {"echat": echat.to_json(), "bare": bare.to_json(),
+                           "framework": floor.to_json()}
     return [Row(
         f"{count} idle WebSockets: server memory per socket", "KiB", echat.bytes_each / 1024,
         bare.bytes_each / 1024, f"{echat.sockets} held, {echat.errors} errors",
-        f"{bare.sockets} held, {bare.errors} errors", "echat ≤ 40 KiB, none lost",
+        f"{bare.sockets} held, {bare.errors} errors; the framework alone: "
+        f"{floor.bytes_each / 1024:.1f} KiB", "echat ≤ 40 KiB, none lost",
         echat.bytes_each <= 40 * 1024 and echat.errors == 0 and echat.sockets == count,
     )]
 
@@ -280,7 +288,7 @@ async def bench(sizes: Sizes, only: list[str], out: Path) -> dict:
         print(f"fixture built in {seeded:.1f} s", file=sys.stderr)
         async with running("echat", db, out, ECHAT_FLAGS) as echat, \
                 running("bare", db, out) as bare:
-            run = Run(sizes, built, echat, bare, {"fixture_seconds": seeded})
+            run = Run(sizes, built, echat, bare, db, out, {"fixture_seconds": seeded})
             rows: list[Row] = []
             for name in only:
                 scenario_start = time.perf_counter()

@@ -8,7 +8,8 @@ check, no storage, no password hashing. Its room socket is a bare broadcast: eac
 parsed, given an id, encoded once and queued for every other socket of the room through the
 same kind of bounded outbox and writer task echat uses, and acknowledged when it carries a
 nonce. So a row's ratio is the share of the framework's speed that echat keeps while doing its
-real work.
+real work. `/v1/rooms/{id}/floor` is a socket with nothing at all behind it, for the memory
+the framework itself takes per connection.
 """
 
 from __future__ import annotations
@@ -80,6 +81,14 @@ def create_bare_app() -> QuartTrio:
                         ))
         finally:
             room.discard(outbox)
+
+    @app.websocket("/v1/rooms/<int:room_id>/floor")
+    async def floor(room_id: int) -> None:
+        """The framework alone: a socket that is accepted and read, with no outbox and no
+        writer task; what any app on this stack pays per connection at least."""
+        await websocket.accept()
+        while True:
+            await websocket.receive()
 
     return app
 

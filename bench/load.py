@@ -233,7 +233,7 @@ class IdleResult:
         return {**asdict(self), "kib_each": self.bytes_each / 1024}
 
 
-async def idle_load(ws_url: str, urls: list[str], rss: Callable[[], int], *,
+async def idle_load(urls: list[str], rss: Callable[[], int], *,
                     hold: float, warmup: list[str]) -> IdleResult:
     """Open every URL's socket and hold them idle for `hold` seconds; the server's resident
     memory is read before (after opening and closing the `warmup` sockets, so one-off costs

@@ -30,7 +30,7 @@ def test_every_scenario_reports_echat_and_bare(tmp_path: Path) -> None:
         if row["unit"] != "KiB":  # a dozen sockets may not move the resident size a page
             assert row["echat"] > 0 and row["bare"] > 0, row
             assert "errors" not in row["echat_detail"] + row["bare_detail"], row
-    for server in ("echat", "bare"):
+    for server in ("echat", "bare", "framework"):
         assert result["details"]["idle"][server]["sockets"] == result["sizes"]["idle_sockets"]
         assert result["details"]["idle"][server]["errors"] == 0
     # Every message sent through echat was stored, and every delivery was made.
