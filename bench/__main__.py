@@ -99,7 +99,8 @@ async def rest(run: Run) -> list[Row]:
     for name, maker, count in (("GET /v1/info", info, sizes.rest_requests),
                                ("GET /v1/rooms/{id}/messages (50)", history, sizes.rest_requests),
                                ("POST /v1/login", login, sizes.login_requests)):
-        samples = [await load.http_load(server.url, maker, clients=clients, requests=count)
+        samples = [await load.http_load(server.url, maker, clients=clients, requests=count,
+                                        warm_up=maker is not login)
                    for server in (run.echat, run.bare)]
         run.details[name] = [s.to_json() for s in samples]
         if name.startswith("GET"):
@@ -116,7 +117,7 @@ async def rest(run: Run) -> list[Row]:
                                      requests=sizes.storm_info_requests)
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(partial(load.http_load, server.url, login,
+            nursery.start_soon(partial(load.http_load, server.url, login, warm_up=False,
                                        clients=sizes.storm_login_clients, requests=0, stop=stop))
             await trio.sleep(0.5)  # the storm is under way before it is measured
             storm = await load.http_load(server.url, info, clients=sizes.storm_info_clients,

@@ -75,9 +75,11 @@ RequestMaker = Callable[[int], tuple[str, str, dict[str, str], object]]
 
 
 async def http_load(base_url: str, make_request: RequestMaker, *, clients: int, requests: int,
-                    stop: trio.Event | None = None) -> Sample:
+                    stop: trio.Event | None = None, warm_up: bool = True) -> Sample:
     """`clients` concurrent keep-alive connections send `requests` requests in all (or, with
-    `stop`, keep sending until it is set); a warm-up round of one request each is not counted."""
+    `stop`, keep sending until it is set). With `warm_up`, a first round of one request each
+    is not counted; leave it out for slow requests (a connection that finished its round
+    early would sit idle past the server's keep-alive timeout while the others finish)."""
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     latencies: list[float] = []
     failures: list[str] = []
@@ -105,9 +107,11 @@ async def http_load(base_url: str, make_request: RequestMaker, *, clients: int, 
                 issued += 1
                 latencies.append(await one(client))
 
-        async with trio.open_nursery() as nursery:
-            for client in range(clients):
-                nursery.start_soon(one, client)
+        if warm_up:
+            async with trio.open_nursery() as nursery:
+                for client in range(clients):
+                    nursery.start_soon(one, client)
+            failures.clear()
         start = time.perf_counter()
         async with trio.open_nursery() as nursery:
             for client in range(clients):
