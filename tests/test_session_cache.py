@@ -106,3 +106,16 @@ async def test_logout_racing_requests_leaves_no_usable_session(
         assert (await http.post("/v1/logout", headers=auth(session))).status_code == 200
     for _ in range(3):
         assert (await http.get("/v1/info", headers=auth(session))).status_code == 401
+
+
+async def test_a_session_is_looked_up_again_after_a_while(autojump_clock) -> None:
+    cache, lookup = SessionCache(recheck_after=10.0), CountingLookup(ALICE)
+    await cache.user(b"k", lookup)
+    await trio.sleep(9)
+    await cache.user(b"k", lookup)
+    assert lookup.calls == 1
+    # Ended elsewhere (an operator's command on the database file): noticed at the recheck.
+    lookup.user = None
+    await trio.sleep(2)
+    assert await cache.user(b"k", lookup) is None
+    assert lookup.calls == 2 and len(cache) == 0
