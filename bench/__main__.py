@@ -252,7 +252,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, {platform.system()}"
+    return (f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, "
+            f"{platform.system()}")
 
 
 def number(value: float) -> str:

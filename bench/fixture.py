@@ -48,7 +48,8 @@ FULL = Sizes(
     rest_clients=50, rest_requests=4000, login_requests=40,
     storm_info_clients=10, storm_info_requests=2000, storm_login_clients=40,
     fanout=((20, 100), (100, 10)), rooms=500, room_messages=10,
-    idle_sockets=5000, idle_hold=3.0, shallow_messages=1000, deep_messages=1_000_000, history_requests=3000,
+    idle_sockets=5000, idle_hold=3.0, shallow_messages=1000, deep_messages=1_000_000,
+    history_requests=3000,
 )
 
 TINY = Sizes(
@@ -91,7 +92,9 @@ async def build(path: str, sizes: Sizes, *, history: bool = True) -> Fixture:
     async with open_store(path) as store:
         members = await _members(store, users, password_hash)
         ids = [m.user_id for m in members]
-        small_rooms = await _rooms(store, [ids[i:i + ROOM_SIZE] for i in range(0, users, ROOM_SIZE)])
+        small_rooms = await _rooms(
+            store, [ids[i:i + ROOM_SIZE] for i in range(0, users, ROOM_SIZE)]
+        )
         fanout_rooms = await _rooms(store, [ids[:clients] for clients, _ in sizes.fanout])
         shallow_room, deep_room = await _rooms(store, [ids[:sizes.rest_clients], ids[:2]])
         shallow_first = deep_first = 0

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
 
 import httpx
@@ -76,22 +76,28 @@ RequestMaker = Callable[[int], tuple[str, str, dict[str, str], object]]
 
 async def http_load(base_url: str, make_request: RequestMaker, *, clients: int, requests: int,
                     stop: trio.Event | None = None, warm_up: bool = True) -> Sample:
-    """`clients` concurrent keep-alive connections send `requests` requests in all (or, with
-    `stop`, keep sending until it is set). With `warm_up`, a first round of one request each
-    is not counted; leave it out for slow requests (a connection that finished its round
-    early would sit idle past the server's keep-alive timeout while the others finish)."""
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    """`clients` concurrent clients, each on a keep-alive connection of its own, send
+    `requests` requests in all (or, with `stop`, keep sending until it is set). With
+    `warm_up`, a first round of one request each is not counted; leave it out for slow
+    requests (a client that finished its round early would sit idle past the server's
+    keep-alive timeout while the others finish)."""
     latencies: list[float] = []
     failures: list[str] = []
     issued = 0
 
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=HTTP_TIMEOUT) as http:
+    async with AsyncExitStack() as stack:
+        # A connection each, never shared: a pooled one could sit idle while the other clients
+        # keep the rest busy, and be closed by the server's keep-alive timeout just as it is
+        # picked again.
+        https = [await stack.enter_async_context(httpx.AsyncClient(
+            base_url=base_url, limits=httpx.Limits(max_connections=1), timeout=HTTP_TIMEOUT
+        )) for _ in range(clients)]
 
         async def one(client: int) -> float:
             method, path, headers, body = make_request(client)
             start = time.perf_counter()
             try:
-                response = await http.request(method, path, headers=headers, json=body)
+                response = await https[client].request(method, path, headers=headers, json=body)
             except httpx.TransportError as error:
                 took = time.perf_counter() - start
                 failures.append(f"{error!r} after {took:.1f} s")
@@ -185,7 +191,6 @@ async def chat_load(ws_url: str, rooms: list[tuple[int, list[str]]], messages: i
             raise RuntimeError(f"only {len(sockets)} of {len(urls)} sockets opened")
 
         async def member(index: int, ws: WebSocketConnection) -> None:
-            nonlocal last_delivery
             acks_send, acks = trio.open_memory_channel[None](1)
 
             async def read() -> None:
