@@ -40,6 +40,7 @@ class Sizes:
     shallow_messages: int
     deep_messages: int
     history_requests: int
+    history_rounds: int  # pages each room gives one client taking turns between the two rooms
 
 
 ROOM_SIZE = 4
@@ -47,9 +48,9 @@ ROOM_SIZE = 4
 FULL = Sizes(
     rest_clients=50, rest_requests=4000, login_requests=40,
     storm_info_clients=10, storm_info_requests=2000, storm_login_clients=40,
-    fanout=((20, 100), (100, 10)), rooms=500, room_messages=10,
+    fanout=((20, 100), (100, 10)), rooms=500, room_messages=5,
     idle_sockets=5000, idle_hold=3.0, shallow_messages=1000, deep_messages=1_000_000,
-    history_requests=3000,
+    history_requests=3000, history_rounds=300,
 )
 
 TINY = Sizes(
@@ -57,6 +58,7 @@ TINY = Sizes(
     storm_info_clients=2, storm_info_requests=20, storm_login_clients=1,
     fanout=((3, 4), (5, 2)), rooms=3, room_messages=2,
     idle_sockets=12, idle_hold=0.2, shallow_messages=60, deep_messages=200, history_requests=20,
+    history_rounds=5,
 )
 
 
@@ -83,8 +85,8 @@ class Fixture:
 
 
 async def build(path: str, sizes: Sizes, *, history: bool = True) -> Fixture:
-    """The database for `sizes`; without `history`, the two history rooms stay empty (the
-    million messages take most of the time)."""
+    """The database for `sizes`; without `history`, the deep room stays empty (its million
+    messages take most of the time)."""
     users = max(sizes.idle_sockets, sizes.rooms * ROOM_SIZE, sizes.rest_clients,
                 *(clients for clients, _ in sizes.fanout))
     users = -(-users // ROOM_SIZE) * ROOM_SIZE
@@ -97,9 +99,9 @@ async def build(path: str, sizes: Sizes, *, history: bool = True) -> Fixture:
         )
         fanout_rooms = await _rooms(store, [ids[:clients] for clients, _ in sizes.fanout])
         shallow_room, deep_room = await _rooms(store, [ids[:sizes.rest_clients], ids[:2]])
-        shallow_first = deep_first = 0
+        shallow_first = await _history(store, shallow_room, ids[:2], sizes.shallow_messages)
+        deep_first = 0
         if history:
-            shallow_first = await _history(store, shallow_room, ids[:2], sizes.shallow_messages)
             deep_first = await _history(store, deep_room, ids[:2], sizes.deep_messages)
     return Fixture(members, small_rooms, fanout_rooms, shallow_room, shallow_first, deep_room,
                    deep_first)

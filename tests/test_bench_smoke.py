@@ -25,7 +25,7 @@ def test_every_scenario_reports_echat_and_bare(tmp_path: Path) -> None:
     assert any("login storm" in name for name in scenarios)
     assert sum(name.startswith("fan-out") for name in scenarios) == 2
     assert any("rooms ×" in name for name in scenarios)
-    assert sum(name.startswith("history") for name in scenarios) == 4
+    assert sum(name.startswith("history") for name in scenarios) == 6
     for row in result["rows"]:
         if row["unit"] != "KiB":  # a dozen sockets may not move the resident size a page
             assert row["echat"] > 0 and row["bare"] > 0, row
