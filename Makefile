@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
 
-.PHONY: run test clean
+.PHONY: run test bench clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("echat needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -19,6 +19,10 @@ run: $(READY)
 
 test: $(READY)
 	$(BIN)/python -m pytest
+
+# echat and the bare stack side by side (bench/__main__.py); figures in bench-results/.
+bench: $(READY)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -124,7 +124,8 @@ async def authenticate(session_id: str | None) -> Session:
     if session_id is None:
         raise Unauthorized()
     key = accounts.session_key(session_id)
-    user = await current_echat().store.session_user(key)
+    app = current_echat()
+    user = await app.sessions.user(key, app.store.session_user)
     if user is None:
         raise Unauthorized()
     return Session(user, key)
@@ -191,7 +192,11 @@ async def login() -> Response:
 async def logout() -> Response:
     session = await require_session()
     app = current_echat()
-    await app.store.delete_session(session.key)
+    # Shielded: a cancelled wait would leave the session in the cache while the delete still
+    # commits, and the ended session would keep working.
+    with trio.CancelScope(shield=True):
+        await app.store.delete_session(session.key)
+        app.sessions.drop(session.key)
     app.hub.close_session(session.key, CLOSE_POLICY)
     return json_response({})
 

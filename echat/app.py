@@ -29,6 +29,7 @@ from echat.models import RoomEvent, RoomLeft, StoredMessage
 from echat.passwords import Passwords
 from echat.proxies import TrustedProxies, parse_networks
 from echat.ratelimit import LoginGuard
+from echat.sessions import SessionCache
 from echat.store import Store, open_store
 
 log = logging.getLogger("echat")
@@ -60,6 +61,7 @@ class EchatApp(QuartTrio):
     hub: Hub
     passwords: Passwords
     login_guard: LoginGuard
+    sessions: SessionCache
     in_flight: InFlight
     metrics: Metrics
     trusted_proxies: TrustedProxies
@@ -130,6 +132,7 @@ class EchatApp(QuartTrio):
                 continue
             for key in open_sessions:
                 if key not in live:
+                    self.sessions.drop(key)
                     self.hub.close_session(key, CLOSE_POLICY)
 
     async def close_connections(self) -> None:
@@ -182,6 +185,7 @@ def create_app(config: Config | None = None) -> EchatApp:
     app.hub = Hub(config.outbox_frames)
     app.passwords = Passwords(fast=config.fast_hashing)
     app.login_guard = LoginGuard(config.login_failures)
+    app.sessions = SessionCache(recheck_after=config.session_check_interval)
     app.in_flight = InFlight()
     app.metrics = Metrics()
     app.trusted_proxies = TrustedProxies(parse_networks(config.trusted_proxies))

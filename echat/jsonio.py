@@ -21,13 +21,19 @@ def loads(data: str | bytes) -> Any:
     """Parse a request body or a frame; anything that is not JSON text is `invalid_json`.
 
     A lone surrogate (`"\\ud800"`) parses in Python but cannot be stored or sent as UTF-8,
-    so it is refused here with the rest of the malformed input.
+    so it is refused here with the rest of the malformed input. Once the text itself is known
+    to be valid UTF-8, only a `\\u` escape can make one, so only text with one is checked
+    again after parsing: that check encodes the whole value, which would otherwise cost every
+    frame and body.
     """
     try:
         if isinstance(data, bytes):
             data = data.decode("utf-8")
+        else:
+            data.encode("utf-8")
         value = json.loads(data)
-        dumps(value).encode("utf-8")
+        if "\\u" in data:
+            dumps(value).encode("utf-8")
     except (UnicodeError, ValueError, RecursionError):
         raise InvalidJson() from None
     return value

@@ -152,8 +152,10 @@ async def _write_loop(conn: Connection, done: trio.CancelScope) -> None:
 async def _read_loop(conn: Connection) -> None:
     app = current_echat()
     config = app.echat_config
-    guard = FloodGuard(config.ws_rate, config.ws_burst) if config.ws_rate > 0 else None
-    typing_window = RateWindow(TYPING_PER_SECOND, 1.0)
+    # The limits are made at the first frame that needs them: most sockets sit idle, and
+    # thousands of idle sockets should not each carry them.
+    guard: FloodGuard | None = None
+    typing_window: RateWindow | None = None
     while True:
         data = await websocket.receive()
         try:
@@ -162,10 +164,14 @@ async def _read_loop(conn: Connection) -> None:
             conn.send(jsonio.dumps(error.body()))
             continue
         if isinstance(frame, Typing):
+            if typing_window is None:
+                typing_window = RateWindow(TYPING_PER_SECOND, 1.0)
             if typing_window.take():
                 _publish_typing(conn, frame.state)
             continue
         post = frame
+        if guard is None and config.ws_rate > 0:
+            guard = FloodGuard(config.ws_rate, config.ws_burst)
         verdict = guard.check() if guard is not None else "ok"
         if verdict == "close":
             conn.close(CLOSE_POLICY)

@@ -135,6 +135,7 @@ async def test_users_list_disable_enable_and_passwd(tmp_path, capsys, monkeypatc
         monkeypatch.setattr(sys, "stdin", io.StringIO("new secret\n"))
         assert await echat("users", "passwd", "alice", "--db", str(db)) == 0
         assert "new password for Alice; 1 session(s) ended" in capsys.readouterr().out
+        await trio.sleep(0.1)  # the server notices within session_check_interval
         assert (await http.get("/v1/info", headers=auth(alice))).status_code == 401
         assert (await login(http, "Alice")).status_code == 422
         assert (await login(http, "Alice", "new secret")).status_code == 200

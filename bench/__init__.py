@@ -1,0 +1,1 @@
+"""Benchmarks of echat: `python -m bench` (see bench/__main__.py) and bench/fixture_ready.py."""
