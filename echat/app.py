@@ -61,6 +61,7 @@ class EchatApp(QuartTrio):
     login_guard: LoginGuard
     in_flight: InFlight
     metrics: Metrics
+    openapi_json: str
 
     async def asgi_app(self, scope: Scope, receive: ASGIReceiveCallable,
                        send: ASGISendCallable) -> None:
@@ -129,6 +130,7 @@ def current_echat() -> EchatApp:
 
 def create_app(config: Config | None = None) -> EchatApp:
     from echat.api import api
+    from echat.openapi import document
     from echat.rooms_ws import rooms_ws
 
     config = config or Config()
@@ -143,6 +145,7 @@ def create_app(config: Config | None = None) -> EchatApp:
     app.login_guard = LoginGuard(config.login_failures)
     app.in_flight = InFlight()
     app.metrics = Metrics()
+    app.openapi_json = jsonio.dumps(document(config))
     app.register_blueprint(api)
     app.register_blueprint(rooms_ws)
     app.register_error_handler(Exception, render_error)

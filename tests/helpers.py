@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -61,3 +62,16 @@ async def wait_for_sockets(http: httpx.AsyncClient, count: int, timeout: float =
     with trio.fail_after(timeout):
         while (await http.get("/v1/status")).json()["sockets"] != count:
             await trio.sleep(0.01)
+
+
+def route_table(app: Any, *, websocket: bool) -> set[tuple[str, str]]:
+    """The app's routes as (method, path) with OpenAPI's `{name}` for path parameters; "WS" is
+    the method of a WebSocket route (left out unless `websocket`)."""
+    table = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static" or (rule.websocket and not websocket):
+            continue
+        path = re.sub(r"<(?:[^:>]*:)?([^>]*)>", r"{\1}", rule.rule)
+        methods = {"WS"} if rule.websocket else set(rule.methods) - {"HEAD", "OPTIONS"}
+        table |= {(method, path) for method in methods}
+    return table
