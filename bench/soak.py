@@ -212,6 +212,8 @@ async def run(args: argparse.Namespace) -> None:
                         clients.start_soon(client, url.replace("http", "ws"), http, session,
                                            room, index, deadline, counts)
                         await trio.sleep(0.01)
+                print(f"clients done after {trio.current_time() - deadline + args.seconds:.0f} s",
+                      flush=True)
                 await trio.sleep(args.sample + 2)  # one more sample with every client gone
                 nursery.cancel_scope.cancel()
     finally:
