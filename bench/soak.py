@@ -129,7 +129,10 @@ async def client(url: str, http: httpx.AsyncClient, session: str, room: int, ind
                     # Gone without a close frame, like a phone losing its network.
                     counts.abrupt_drops += 1
                     await ws._stream.aclose()
-        except (ConnectionClosed, HandshakeError, OSError, trio.BrokenResourceError) as error:
+        except (ConnectionClosed, HandshakeError, OSError, trio.BrokenResourceError,
+                httpx.TransportError) as error:
+            # httpx.RemoteProtocolError included: a keep-alive connection the server closed
+            # for idleness just as it was reused (httpx does not retry).
             counts.error(type(error).__name__)
         await trio.sleep(rng.uniform(0, 2))
 
@@ -197,13 +200,17 @@ async def run(args: argparse.Namespace) -> None:
                     await trio.sleep(1)
                     samples = read_samples(stats)
                     for s in samples[shown:]:
-                        status = (await http.get("/v1/status")).json()
+                        try:
+                            sockets = (await http.get("/v1/status")).json()["sockets"]
+                        except httpx.TransportError:
+                            sockets = -1  # see the client's except clause
                         print(f"t={s['t'] - start:6.0f}s rss={s['rss_kib'] / 1024:6.1f} MB "
                               f"after-trim={s['rss_trimmed_kib'] / 1024:6.1f} MB "
                               f"traced={s['traced'] / 2**20:6.2f} MB objects={s['objects']:7d} "
-                              f"sockets={status['sockets']:4d} sent={counts.sent} "
+                              f"sockets={sockets:4d} sent={counts.sent} "
                               f"acked={counts.acked} received={counts.received} "
-                              f"connects={counts.connects} drops={counts.abrupt_drops}",
+                              f"connects={counts.connects} drops={counts.abrupt_drops} "
+                              f"errors={sum(counts.errors.values())}",
                               flush=True)
                     shown = len(samples)
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import httpx
 import trio
+import wsproto
 from trio_websocket import WebSocketConnection
+from wsproto.events import Event, Request
 
 
 def auth(session_id: str) -> dict[str, str]:
@@ -75,3 +77,18 @@ def route_table(app: Any, *, websocket: bool) -> set[tuple[str, str]]:
         methods = {"WS"} if rule.websocket else set(rule.methods) - {"HEAD", "OPTIONS"}
         table |= {(method, path) for method in methods}
     return table
+
+
+async def open_raw_socket(server: Any, target: str, **request: Any,
+                          ) -> tuple[trio.SocketStream, wsproto.WSConnection, list[Event]]:
+    """A WebSocket handshake by hand (wsproto over TCP), for what trio-websocket will not send
+    or hides: returns the stream, the client's protocol state, and the handshake's events."""
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    await stream.send_all(client.send(Request(host="127.0.0.1", target=target, **request)))
+    events: list[Event] = []
+    with trio.fail_after(5):
+        while not events:
+            client.receive_data(await stream.receive_some())
+            events.extend(client.events())
+    return stream, client, events

@@ -9,14 +9,14 @@ from __future__ import annotations
 import httpx
 import pytest
 import trio
-import wsproto
 from trio_websocket import ConnectionClosed, open_websocket_url
-from wsproto.events import AcceptConnection, Request
+from wsproto.events import AcceptConnection
 from wsproto.extensions import PerMessageDeflate
 
 from echat import ws_limits
 from echat.testing import serve
-from helpers import auth, chat_url, make_room, receive_json, register, send_json
+from helpers import (auth, chat_url, make_room, open_raw_socket, receive_json, register,
+                     send_json)
 
 
 async def test_bodies_over_max_body_are_413_also_without_a_content_length():
@@ -92,16 +92,8 @@ async def test_permessage_deflate_is_declined():
     async with serve() as server, httpx.AsyncClient(base_url=server.url) as http:
         session = await register(http, "zipper")
         room = await make_room(http, session)
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-        request = Request(host="127.0.0.1", target=f"/v1/rooms/{room}/chat?session_id={session}",
-                          extensions=[PerMessageDeflate()])
-        await stream.send_all(client.send(request))
-        events: list = []
-        with trio.fail_after(5):
-            while not events:
-                client.receive_data(await stream.receive_some())
-                events.extend(client.events())
+        stream, _, events = await open_raw_socket(
+            server, f"/v1/rooms/{room}/chat?session_id={session}", extensions=[PerMessageDeflate()])
         assert isinstance(events[0], AcceptConnection)
         assert events[0].extensions == []
         await stream.aclose()

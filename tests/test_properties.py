@@ -17,12 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
+import trio
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from trio_websocket import open_websocket_url
 
 from echat.testing import TestServer, run_in_thread
-from helpers import receive_json
+from helpers import open_raw_socket, receive_json
 
 MAX_TEXT = 4000
 FRAME_CODES = {"invalid_json", "empty_text", "text_too_long"}
@@ -273,3 +274,33 @@ def test_any_session_header_but_a_real_one_is_401(world, name, value):
     response = httpx.get(world.server.url + "/v1/info", headers={name: value})
     assert response.status_code == 401
     assert response.json() == {"error": {"code": "unauthorized"}}
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """One client frame, built by hand: wsproto refuses to send a text frame that is not UTF-8."""
+    mask = bytes([0x5A, 0xA5, 0x3C, 0xC3])
+    assert len(payload) < 126
+    return (bytes([0x80 | opcode, 0x80 | len(payload)]) + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+async def test_invalid_utf8_is_invalid_json_in_a_binary_frame_and_fails_a_text_frame(world):
+    """Binary frames are the application's to refuse; a text frame that is not UTF-8 breaks the
+    WebSocket protocol itself, and RFC 6455 (8.1) requires failing the connection: hypercorn
+    drops it. Nothing is stored either way, and the server lets the connection go."""
+    before = last_id(world)
+    target = f"/v1/rooms/{world.room}/chat?session_id={world.session}"
+    stream, client, _ = await open_raw_socket(world.server, target)
+    await stream.send_all(masked_frame(0x2, b'{"text": "\xff\xfe"}'))
+    with trio.fail_after(5):
+        answers: list = []
+        while not answers:
+            client.receive_data(await stream.receive_some())
+            answers.extend(client.events())
+    assert json.loads(answers[0].data)["error"]["code"] == "invalid_json"
+    await stream.send_all(masked_frame(0x1, b'{"text": "\xff\xfe"}'))
+    with trio.fail_after(5):
+        while await stream.receive_some():
+            pass
+    await stream.aclose()
+    assert history_after(world, before) == []
