@@ -9,12 +9,14 @@ ones, and old clients ignore them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from echat import __version__
 from echat.accounts import MAX_LOGIN, MAX_PASSWORD
 from echat.api import MAX_HISTORY_LIMIT, MAX_ROOM_USERS, MAX_SEARCH_LIMIT, MAX_TITLE
 from echat.config import Config
+from echat.errors import EchatError
 from echat.store import MAX_SQLITE_INT as MAX_ID
 
 Schema = dict[str, Any]
@@ -48,7 +50,9 @@ SCHEMAS: dict[str, Schema] = {
     "Error": obj({"error": obj({"code": {"type": "string"}}, {"message": {"type": "string"}})}),
 }
 
-# Status, with the meaning the contract gives it; each operation lists the codes it may answer.
+STATUS_OF = {error.code: error.status for error in EchatError.__subclasses__()}
+
+# Each refusal status, with the meaning the contract gives it.
 ERROR_STATUS = {
     401: "no session, or a malformed, unknown or ended one",
     403: "someone else's message",
@@ -58,10 +62,8 @@ ERROR_STATUS = {
 }
 
 
-def error_response(status: int, codes: list[str] | None) -> Schema:
-    schema: Schema = ref("Error")
-    if codes:
-        schema = {"allOf": [schema, obj({"error": obj({"code": {"enum": codes}})})]}
+def error_response(status: int, codes: list[str]) -> Schema:
+    schema = {"allOf": [ref("Error"), obj({"error": obj({"code": {"enum": codes}})})]}
     response: Schema = {"description": ERROR_STATUS[status],
                         "content": {"application/json": {"schema": schema}}}
     if status == 429:
@@ -70,25 +72,21 @@ def error_response(status: int, codes: list[str] | None) -> Schema:
     return response
 
 
-def operation(summary: str, answer: Schema, *, errors: list[str] = (), session: bool = True,
+def operation(summary: str, answer: Schema, *, errors: Sequence[str] = (), session: bool = True,
               body: Schema | None = None, query: dict[str, Schema] | None = None) -> Schema:
-    """One method of a path: `answer` is the 200 body's schema, `errors` the 422 codes (and
-    `forbidden`, `too_many_requests`), `session` whether a session is required."""
-    responses: dict[str, Schema] = {
+    """One method of a path: `answer` is the schema of the 200 body, `errors` the codes it may
+    refuse with (401 and 413 are added for a session and a body), `session` whether it needs one.
+    """
+    codes = [*errors, *(["unauthorized"] if session else []),
+             *(["payload_too_large"] if body is not None else [])]
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(STATUS_OF[code], []).append(code)
+    shown: Schema = {"summary": summary, "responses": {
         "200": {"description": "OK", "content": {"application/json": {"schema": answer}}},
-    }
-    unprocessable = [code for code in errors if code not in ("forbidden", "too_many_requests")]
-    if unprocessable:
-        responses["422"] = error_response(422, unprocessable)
-    if "forbidden" in errors:
-        responses["403"] = error_response(403, ["forbidden"])
-    if "too_many_requests" in errors:
-        responses["429"] = error_response(429, ["too_many_requests"])
-    if session:
-        responses["401"] = error_response(401, ["unauthorized"])
-    shown: Schema = {"summary": summary, "responses": responses}
+        **{str(status): error_response(status, listed) for status, listed in by_status.items()},
+    }}
     if body is not None:
-        responses["413"] = error_response(413, ["payload_too_large"])
         shown["requestBody"] = {"required": True,
                                 "content": {"application/json": {"schema": body}}}
     if query:
