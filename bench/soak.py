@@ -142,7 +142,8 @@ async def setup(http: httpx.AsyncClient, clients: int, rooms: int) -> list[tuple
     for i in range(clients):
         response = await http.post("/v1/register", json={"login": f"soak{i}", "password": "pw"})
         sessions.append(response.json()["session_id"])
-        ids.append((await http.get("/v1/info", headers={"X-Session-Id": sessions[-1]})).json()["id"])
+        info = await http.get("/v1/info", headers={"X-Session-Id": sessions[-1]})
+        ids.append(info.json()["id"])
     per_room = -(-clients // rooms)
     placed = []
     for r in range(rooms):

@@ -87,10 +87,10 @@ async def check_writes_fail_reads_work_then_recover(db: Path, break_it: Callable
             for n in range(3):
                 await send_json(ws, {"text": f"lost {n}", "nonce": f"lost {n}"})
                 assert (await receive_json(ws))["error"]["code"] == "internal_error"
-            for method, path, body in [("POST", "/v1/register",
-                                        {"login": "carol", "password": "pw"}),
-                                       ("PUT", f"/v1/rooms/{room}", {"title": "lost"}),
-                                       ("POST", "/v1/login", {"login": "bob", "password": "secret"})]:
+            writes = [("POST", "/v1/register", {"login": "carol", "password": "pw"}),
+                      ("PUT", f"/v1/rooms/{room}", {"title": "lost"}),
+                      ("POST", "/v1/login", {"login": "bob", "password": "secret"})]
+            for method, path, body in writes:
                 response = await http.request(method, path, json=body, headers=auth(alice))
                 assert response.status_code == 500, (path, response.text)
                 assert response.json()["error"]["code"] == "internal_error"

@@ -101,7 +101,7 @@ def raw_frame(data: str | bytes) -> Frame:
 frames = st.one_of(
     st.builds(message_frame, texts | long_texts, extra_fields),
     # Not an object at all.
-    st.builds(lambda v: raw_frame(json.dumps(v)), json_values.filter(lambda v: not isinstance(v, dict))),
+    json_values.filter(lambda v: not isinstance(v, dict)).map(lambda v: raw_frame(json.dumps(v))),
     # An object whose text is missing or not a string.
     st.builds(lambda extra: raw_frame(json.dumps(extra)), extra_fields),
     st.builds(lambda text, extra: raw_frame(json.dumps({**extra, "text": text})),
