@@ -12,7 +12,6 @@ text frame of 60 MiB of zeros compressed to about 60 KB, then the child's peak r
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import zlib
@@ -23,6 +22,8 @@ import trio
 import wsproto
 from wsproto.events import AcceptConnection, Request
 from wsproto.extensions import PerMessageDeflate
+
+from child_server import free_port, wait_until_answering
 
 INFLATED = 60 * 2**20
 
@@ -42,9 +43,7 @@ def compressed_text_frame(payload: bytes) -> bytes:
 
 
 async def attack(accept_compression: bool) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     patch = "import echat.ws_limits as w; w.decline_compression = lambda: None\n"
     child = ((patch if accept_compression else "")
              + "import time\nfrom echat.testing import run_in_thread\n"
@@ -52,13 +51,7 @@ async def attack(accept_compression: bool) -> None:
     process = subprocess.Popen([sys.executable, "-c", child])
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            with trio.fail_after(20):
-                while True:
-                    try:
-                        await http.get("/v1/status")
-                        break
-                    except httpx.TransportError:
-                        await trio.sleep(0.1)
+            await wait_until_answering(http)
             session = (await http.post("/v1/register", json={"login": "u", "password": "p"})
                        ).json()["session_id"]
             room = (await http.post("/v1/rooms", json={"users": []},

@@ -24,7 +24,6 @@ import gc
 import json
 import os
 import random
-import socket
 import sys
 import tempfile
 import threading
@@ -36,6 +35,8 @@ from pathlib import Path
 import httpx
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+
+from child_server import free_port, wait_until_answering
 
 
 # -- the server side (runs in the child process) ----------------------------------------------
@@ -157,12 +158,6 @@ async def setup(http: httpx.AsyncClient, clients: int, rooms: int) -> list[tuple
     return placed
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def read_samples(stats: Path) -> list[dict]:
     if not stats.exists():
         return []
@@ -183,13 +178,7 @@ async def run(args: argparse.Namespace) -> None:
     start = time.time()
     try:
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-            with trio.fail_after(20):
-                while True:
-                    try:
-                        await http.get("/v1/status")
-                        break
-                    except httpx.TransportError:
-                        await trio.sleep(0.1)
+            await wait_until_answering(http)
             placed = await setup(http, args.clients, args.rooms)
             print(f"{len(placed)} clients in {args.rooms} rooms; server pid {process.pid}; "
                   f"samples every {args.sample:g} s", flush=True)
