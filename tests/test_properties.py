@@ -98,6 +98,13 @@ def raw_frame(data: str | bytes) -> Frame:
     return Frame(data, "invalid_json")
 
 
+def not_an_object(text: str) -> bool:
+    try:
+        return not isinstance(json.loads(text), dict)
+    except ValueError:
+        return True
+
+
 frames = st.one_of(
     st.builds(message_frame, texts | long_texts, extra_fields),
     # Not an object at all.
@@ -109,6 +116,8 @@ frames = st.one_of(
     # A bad nonce on an otherwise good message (null is no nonce, and is fine).
     st.builds(lambda nonce: raw_frame(json.dumps({"text": "hi", "nonce": nonce})),
               not_strings.filter(lambda v: v is not None) | st.just("") | st.just("n" * 65)),
+    # Any text (raw NUL and control characters included) that is not a JSON object.
+    texts.filter(not_an_object).map(raw_frame),
     # Not JSON: binary frames, JSON cut short, deep nesting, a lone surrogate, huge literals.
     st.binary(max_size=100).map(raw_frame),
     st.builds(lambda v, cut: raw_frame(json.dumps({"text": v})[:cut]), texts, st.integers(1, 8)),
