@@ -3,13 +3,13 @@
     .venv/bin/python bench/soak.py [--clients 200] [--seconds 600] [--sample 30] [--rooms 20]
 
 Starts `echat serve` as a child process (its own database in a temporary directory), with a
-sampler thread inside it that records, every `--sample` seconds: resident memory (VmRSS),
-memory traced by tracemalloc, the number of objects the garbage collector tracks, and the
-resident memory again after glibc's `malloc_trim(0)`, which tells memory Python still holds
-from memory the allocator merely kept. Then `--clients` clients, spread over `--rooms` rooms,
-each send a message every 0.5-3 s (with a nonce, and wait for its ack), read what the room
-sends, and after a random 5-60 s either close properly or drop the TCP connection without a
-close frame, and reconnect after up to 2 s, catching up from the history with `?after=`.
+sampler thread inside it that records, every `--sample` seconds: resident memory (VmRSS); after
+a full garbage collection, the memory tracemalloc traces and the number of objects the collector
+tracks; and resident memory again after glibc's `malloc_trim(0)`, which tells memory Python
+still holds from memory the allocator merely kept. Then `--clients` clients, spread over
+`--rooms` rooms, each send a message (with a nonce) every 0.5-3 s, read what the room sends, and
+after a random 5-60 s either close properly or drop the TCP connection without a close frame,
+and reconnect after up to 2 s, catching up from the history with `?after=`.
 Server pings are off: trio-websocket fails when a ping arrives while it closes
 (python-trio/trio-websocket#184), and the stray Cancelled it raises stops every client.
 
@@ -55,6 +55,9 @@ def sample_forever(out: Path, interval: float) -> None:
         while True:
             time.sleep(interval)
             rss = rss_kib()
+            # Collected first, so that the count is of live objects, not of garbage cycles
+            # waiting for the collector.
+            gc.collect()
             traced, _peak = tracemalloc.get_traced_memory()
             objects = len(gc.get_objects())
             libc.malloc_trim(0)
@@ -211,7 +214,7 @@ async def run(args: argparse.Namespace) -> None:
                         clients.start_soon(client, url.replace("http", "ws"), http, session,
                                            room, index, deadline, counts)
                         await trio.sleep(0.01)
-                await trio.sleep(args.sample + 2)  # one more sample with every client gone
+                await trio.sleep(2 * args.sample + 2)  # two more samples with every client gone
                 nursery.cancel_scope.cancel()
     finally:
         process.terminate()
