@@ -11,7 +11,7 @@ from typing import Any
 import trio
 from quart import Blueprint, Response, request
 
-from echat import __version__, accounts
+from echat import __version__, accounts, jsonio
 from echat.accounts import Session
 from echat.app import current_echat, json_response
 from echat.errors import (
@@ -371,3 +371,9 @@ async def status() -> Response:
         "sockets": app.hub.statistics().connections,
         "rss_bytes": rss_bytes(),
     })
+
+
+@api.get("/openapi.json")
+async def openapi_document() -> Response:
+    """The OpenAPI 3.1 document of this API (echat.openapi); no session needed."""
+    return Response(current_echat().openapi_json, content_type=jsonio.CONTENT_TYPE)

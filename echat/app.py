@@ -65,6 +65,7 @@ class EchatApp(QuartTrio):
     in_flight: InFlight
     metrics: Metrics
     trusted_proxies: TrustedProxies
+    openapi_json: str
 
     async def asgi_app(self, scope: Scope, receive: ASGIReceiveCallable,
                        send: ASGISendCallable) -> None:
@@ -171,6 +172,7 @@ def current_echat() -> EchatApp:
 
 def create_app(config: Config | None = None) -> EchatApp:
     from echat.api import api
+    from echat.openapi import document
     from echat.rooms_ws import rooms_ws
     from echat.web import web
 
@@ -189,6 +191,7 @@ def create_app(config: Config | None = None) -> EchatApp:
     app.in_flight = InFlight()
     app.metrics = Metrics()
     app.trusted_proxies = TrustedProxies(parse_networks(config.trusted_proxies))
+    app.openapi_json = jsonio.dumps(document(config))
     app.register_blueprint(api)
     app.register_blueprint(rooms_ws)
     app.register_blueprint(web)

@@ -18,6 +18,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from echat import ws_limits
 from echat.app import EchatApp, create_app
 from echat.config import Config
 
@@ -35,9 +36,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.websocket_ping_interval = config.ping_interval or None
     # A peer that sends nothing, not even the pong to our ping, for this long is gone.
     hc.read_timeout = int(config.peer_timeout) or None
-    # A text frame needs at most 4 UTF-8 bytes a character plus the JSON around it; the body
-    # limit is that bound for REST too.
-    hc.websocket_max_message_size = max(config.max_body, config.max_text * 4 + 1024)
+    hc.websocket_max_message_size = ws_limits.max_message_size(config)
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     return hc
@@ -75,6 +74,7 @@ async def serve(
     the store is open and the socket listens.
     """
     check_port_free(config.host, config.port)
+    ws_limits.decline_compression()
     app = app if app is not None else create_app(config)
 
     async def shutdown() -> None:

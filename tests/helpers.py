@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
 import trio
+import wsproto
 from trio_websocket import WebSocketConnection
+from wsproto.events import Event, Request
 
 
 def auth(session_id: str) -> dict[str, str]:
@@ -61,3 +64,31 @@ async def wait_for_sockets(http: httpx.AsyncClient, count: int, timeout: float =
     with trio.fail_after(timeout):
         while (await http.get("/v1/status")).json()["sockets"] != count:
             await trio.sleep(0.01)
+
+
+def route_table(app: Any, *, websocket: bool) -> set[tuple[str, str]]:
+    """The app's routes as (method, path) with OpenAPI's `{name}` for path parameters; "WS" is
+    the method of a WebSocket route (left out unless `websocket`)."""
+    table = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static" or (rule.websocket and not websocket):
+            continue
+        path = re.sub(r"<(?:[^:>]*:)?([^>]*)>", r"{\1}", rule.rule)
+        methods = {"WS"} if rule.websocket else set(rule.methods) - {"HEAD", "OPTIONS"}
+        table |= {(method, path) for method in methods}
+    return table
+
+
+async def open_raw_socket(server: Any, target: str, **request: Any,
+                          ) -> tuple[trio.SocketStream, wsproto.WSConnection, list[Event]]:
+    """A WebSocket handshake by hand (wsproto over TCP), for what trio-websocket will not send
+    or hides: returns the stream, the client's protocol state, and the handshake's events."""
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    await stream.send_all(client.send(Request(host="127.0.0.1", target=target, **request)))
+    events: list[Event] = []
+    with trio.fail_after(5):
+        while not events:
+            client.receive_data(await stream.receive_some())
+            events.extend(client.events())
+    return stream, client, events
