@@ -9,6 +9,7 @@ process for the exit code.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -244,6 +245,11 @@ def test_an_unusable_database_is_a_clear_error(content, message, tmp_path, monke
     if content is not None:
         db.write_bytes(content)
     monkeypatch.delenv("ECHAT_PORT", raising=False)
+    # `serve` points the root logger at this test's captured stderr: put it back afterwards,
+    # or the servers of later tests log into a closed stream.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
     assert cli.main(["serve", "--port", "0", "--db", str(db)]) == 1
     stderr = capsys.readouterr().err
     assert f"echat: cannot use the database {db}: {message}" in stderr
