@@ -23,7 +23,7 @@ import wsproto
 from wsproto.events import AcceptConnection, Request
 from wsproto.extensions import PerMessageDeflate
 
-from child_server import free_port, wait_until_answering
+from servers import free_port, wait_until_answering
 
 INFLATED = 60 * 2**20
 

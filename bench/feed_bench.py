@@ -32,7 +32,6 @@ import hashlib
 import json
 import os
 import secrets
-import socket
 import sqlite3
 import ssl
 import statistics
@@ -50,6 +49,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 
 import echat.store
 from echat.store import schema_sql
+from servers import free_port
 
 # Seconds to let the server settle after the held requests arrive, before measuring.
 SETTLE = 2.0
@@ -81,12 +81,6 @@ def add_users(conn: sqlite3.Connection, logins: list[str]) -> list[tuple[int, st
         made.append((user_id, session_id))
     conn.execute("COMMIT")
     return made
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Server:

@@ -1,4 +1,8 @@
-"""The two servers under test, each a process of its own: `echat serve` and the bare stack."""
+"""The servers under test, each a process of its own: `echat serve` and the bare stack.
+
+`free_port` and `wait_until_answering` also serve the scripts beside this package that start
+a server of their own (`soak.py`, `deflate_bomb.py`, `feed_bench.py`; run as files, they import
+this module as `servers`)."""
 
 from __future__ import annotations
 
@@ -57,7 +61,8 @@ async def running(name: str, db: Path, log_dir: Path,
                                                    stderr=output)
     server = Server(name, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", process.pid)
     try:
-        await _wait_until_answering(server, process, log)
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            await wait_until_answering(http, process=process, log=log)
         yield server
     finally:
         with trio.CancelScope(shield=True):
@@ -70,14 +75,18 @@ async def running(name: str, db: Path, log_dir: Path,
             await process.wait()
 
 
-async def _wait_until_answering(server: Server, process: trio.Process, log: Path) -> None:
-    async with httpx.AsyncClient() as client:
-        with trio.fail_after(READY_TIMEOUT):
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{server.name} exited early:\n{log.read_text()}")
-                try:
-                    await client.get(server.url + "/v1/info")
-                    return
-                except httpx.TransportError:
-                    await trio.sleep(0.05)
+async def wait_until_answering(http: httpx.AsyncClient, timeout: float = READY_TIMEOUT,
+                               process: trio.Process | None = None, log: Path | None = None,
+                               ) -> None:
+    """Until the server at `http`'s base URL answers (any status); fails at once if `process`
+    has exited, showing its `log`."""
+    with trio.fail_after(timeout):
+        while True:
+            if process is not None and process.poll() is not None:
+                output = log.read_text() if log is not None else ""
+                raise RuntimeError(f"the server exited early:\n{output}")
+            try:
+                await http.get("/v1/info")
+                return
+            except httpx.TransportError:
+                await trio.sleep(0.05)

@@ -5,8 +5,9 @@
 Starts `echat serve` as a child process (its own database in a temporary directory), with a
 sampler thread inside it that records, every `--sample` seconds: resident memory (VmRSS); after
 a full garbage collection, the memory tracemalloc traces and the number of objects the collector
-tracks; and resident memory again after glibc's `malloc_trim(0)`, which tells memory Python
-still holds from memory the allocator merely kept. Then `--clients` clients, spread over
+tracks; SQLite's own heap (`sqlite3_memory_used()`: page caches, statements); and resident
+memory again after glibc's `malloc_trim(0)`, which tells memory Python still holds from memory
+the allocator merely kept. Then `--clients` clients, spread over
 `--rooms` rooms, each send a message (with a nonce) every 0.5-3 s, read what the room sends, and
 after a random 5-60 s either close properly or drop the TCP connection without a close frame,
 and reconnect after up to 2 s, catching up from the history with `?after=`.
@@ -36,7 +37,7 @@ import httpx
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
-from child_server import free_port, wait_until_answering
+from servers import free_port, wait_until_answering
 
 
 # -- the server side (runs in the child process) ----------------------------------------------
@@ -51,6 +52,9 @@ def rss_kib() -> int:
 
 def sample_forever(out: Path, interval: float) -> None:
     libc = ctypes.CDLL("libc.so.6")
+    # The library the sqlite3 module is linked to (Debian's libsqlite3), so this is its heap.
+    sqlite = ctypes.CDLL("libsqlite3.so.0")
+    sqlite.sqlite3_memory_used.restype = ctypes.c_int64
     with out.open("a", buffering=1) as stats:
         while True:
             time.sleep(interval)
@@ -60,9 +64,11 @@ def sample_forever(out: Path, interval: float) -> None:
             gc.collect()
             traced, _peak = tracemalloc.get_traced_memory()
             objects = len(gc.get_objects())
+            sqlite_bytes = sqlite.sqlite3_memory_used()
             libc.malloc_trim(0)
             stats.write(json.dumps({"t": time.time(), "rss_kib": rss, "traced": traced,
-                                    "objects": objects, "rss_trimmed_kib": rss_kib()}) + "\n")
+                                    "objects": objects, "sqlite": sqlite_bytes,
+                                    "rss_trimmed_kib": rss_kib()}) + "\n")
 
 
 def child(stats: Path, interval: float, argv: list[str]) -> int:
@@ -200,6 +206,7 @@ async def run(args: argparse.Namespace) -> None:
                         print(f"t={s['t'] - start:6.0f}s rss={s['rss_kib'] / 1024:6.1f} MB "
                               f"after-trim={s['rss_trimmed_kib'] / 1024:6.1f} MB "
                               f"traced={s['traced'] / 2**20:6.2f} MB objects={s['objects']:7d} "
+                              f"sqlite={s['sqlite'] / 2**20:6.2f} MB "
                               f"sockets={sockets:4d} sent={counts.sent} "
                               f"acked={counts.acked} received={counts.received} "
                               f"connects={counts.connects} drops={counts.abrupt_drops} "
@@ -224,7 +231,8 @@ async def run(args: argparse.Namespace) -> None:
     if len(samples) >= 3:
         first, warm, last = samples[0], samples[len(samples) // 3], samples[-1]
         for key, unit, scale in (("rss_kib", "MB", 1024), ("rss_trimmed_kib", "MB", 1024),
-                                 ("traced", "MB", 2**20), ("objects", "", 1)):
+                                 ("traced", "MB", 2**20), ("sqlite", "MB", 2**20),
+                                 ("objects", "", 1)):
             print(f"{key:16} first {first[key] / scale:9.1f}{unit}  after a third "
                   f"{warm[key] / scale:9.1f}{unit}  last {last[key] / scale:9.1f}{unit}")
     print(f"server log and samples: {scratch}")

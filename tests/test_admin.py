@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import sqlite3
 import sys
-from pathlib import Path
 
 import httpx
 import pytest

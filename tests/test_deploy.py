@@ -12,15 +12,13 @@ openssl or systemd-analyze is not installed (.ci/run installs nginx).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
