@@ -86,9 +86,9 @@ class EchatApp(QuartTrio):
     def announce(self, result: object, origin: object) -> None:
         """The store's commit listener: runs in commit order, so rooms are fed in id order.
 
-        Each frame is encoded once, whatever the number of receivers. Also the way in for a
-        change committed elsewhere that the room's sockets should hear of (a `RoomEvent`, such
-        as `ReadMarkerMoved`): call it right after the commit, from the trio thread.
+        Each frame is encoded once, whatever the number of receivers. New messages also wake
+        the held feed requests of the room's members; events (`RoomEvent`: edits, deletions,
+        read markers) go to the sockets that asked for their kind.
         """
         if isinstance(result, StoredMessage) and result.created:
             message = result.message
