@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Any
 
 import httpx
 import trio
 import wsproto
-from trio_websocket import WebSocketConnection
+from trio_websocket import WebSocketConnection, open_websocket_url
 from wsproto.events import Event, Request
 
 
@@ -92,3 +93,20 @@ async def open_raw_socket(server: Any, target: str, **request: Any,
             client.receive_data(await stream.receive_some())
             events.extend(client.events())
     return stream, client, events
+
+
+def error_code(response: httpx.Response) -> str | None:
+    """The contract's error code of a response, or None when it is no error."""
+    return response.json().get("error", {}).get("code")
+
+
+async def history(http: httpx.AsyncClient, session: str, room: int, **params: Any) -> list[dict]:
+    response = await http.get(f"/v1/rooms/{room}/messages", params=params, headers=auth(session))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def post_as(server: Any, room: int, session: str, *texts: str) -> list[int]:
+    """Post `texts` to the room on a socket of its own; returns their ids."""
+    async with open_websocket_url(chat_url(server, room, session)) as ws:
+        return [await post_message(ws, text, uuid.uuid4().hex) for text in texts]

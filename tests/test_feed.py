@@ -13,17 +13,17 @@ from trio_websocket import open_websocket_url
 from echat.hub import CLOSE_GOING_AWAY, CLOSE_POLICY, Hub
 from echat.models import Message
 from echat.testing import serve
-from helpers import auth, chat_url, make_room, post_message, receive_json, register, user_id
-
-
-def error_code(response: httpx.Response) -> str | None:
-    return response.json().get("error", {}).get("code")
-
-
-async def post_as(server: Any, room: int, session: str, *texts: str) -> list[int]:
-    async with open_websocket_url(chat_url(server, room, session)) as ws:
-        # Nonces are remembered per user across rooms, so these are unique per room.
-        return [await post_message(ws, text, f"{room}-{text}") for text in texts]
+from helpers import (
+    auth,
+    chat_url,
+    error_code,
+    make_room,
+    post_as,
+    post_message,
+    receive_json,
+    register,
+    user_id,
+)
 
 
 async def feed(http: httpx.AsyncClient, session: str, **params: object) -> dict:

@@ -11,7 +11,10 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 from helpers import (
     auth,
     chat_url,
+    error_code,
+    history,
     make_room,
+    post_as,
     post_message,
     receive_json,
     register,
@@ -19,22 +22,6 @@ from helpers import (
     user_id,
     wait_for_sockets,
 )
-
-
-def error_code(response) -> str:
-    return response.json().get("error", {}).get("code")
-
-
-async def history(http, room: int, session: str) -> list[dict]:
-    response = await http.get(f"/v1/rooms/{room}/messages", headers=auth(session))
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-async def post_as(server, room: int, session: str, *texts: str) -> list[int]:
-    async with open_websocket_url(chat_url(server, room, session)) as ws:
-        # Nonces are remembered per user across rooms, so these are unique per room.
-        return [await post_message(ws, text, f"{room}-{i}") for i, text in enumerate(texts)]
 
 
 # -- edit and delete ------------------------------------------------------------------------
@@ -53,7 +40,7 @@ async def test_the_author_edits_a_message_and_history_shows_it(server, http):
     assert edited["room_id"] == room and edited["user_id"] == await user_id(http, alice)
     assert len(edited["edited_at"]) == len("2024-01-01T00:00:00")
 
-    shown = await history(http, room, bob)
+    shown = await history(http, bob, room)
     assert shown[0] == edited
     # A message nobody edited keeps exactly the original shape.
     assert "edited_at" not in shown[1] and shown[1]["text"] == "untouched"
@@ -91,9 +78,9 @@ async def test_edit_and_delete_refusals_change_nothing(server, http):
         response = await http.request(method, path, json=body, headers=headers)
         assert (response.status_code, error_code(response)) == (status, code), (method, path, response.text)
 
-    assert await history(http, room, alice) == [
+    assert await history(http, alice, room) == [
         {"id": mine, "text": "original", "user_id": await user_id(http, alice), "room_id": room,
-         "created_at": (await history(http, room, bob))[0]["created_at"]}
+         "created_at": (await history(http, bob, room))[0]["created_at"]}
     ]
 
 
@@ -104,7 +91,7 @@ async def test_a_deleted_message_is_gone(server, http):
 
     response = await http.delete(f"/v1/rooms/{room}/messages/{first}", headers=auth(alice))
     assert (response.status_code, response.json()) == (200, {})
-    assert [m["id"] for m in await history(http, room, bob)] == [second]
+    assert [m["id"] for m in await history(http, bob, room)] == [second]
     for method in ("DELETE", "PUT"):
         again = await http.request(method, f"/v1/rooms/{room}/messages/{first}",
                                    json={"text": "x"}, headers=auth(alice))
@@ -238,7 +225,7 @@ async def test_leaving_closes_the_leavers_sockets_and_the_room_stays(server, htt
 
     remaining = await http.get(f"/v1/rooms/{room}", headers=auth(bob))
     assert [u["id"] for u in remaining.json()["users"]] == [bob_id, carol_id]
-    assert [m["text"] for m in await history(http, room, carol)] == ["without alice"]
+    assert [m["text"] for m in await history(http, carol, room)] == ["without alice"]
     gone = await http.get(f"/v1/rooms/{room}", headers=auth(alice))
     assert error_code(gone) == "room_not_found"
     assert room not in [r["id"] for r in (await http.get("/v1/rooms", headers=auth(alice))).json()]
@@ -265,7 +252,7 @@ async def test_a_room_whose_last_member_leaves_is_deleted_with_its_messages(serv
     before = (await http.get("/v1/status")).json()
 
     assert (await http.delete(f"/v1/rooms/{room}/members/me", headers=auth(alice))).json() == {}
-    assert len(await history(http, room, bob)) == 3
+    assert len(await history(http, bob, room)) == 3
     assert (await http.delete(f"/v1/rooms/{room}/members/me", headers=auth(bob))).json() == {}
 
     after = (await http.get("/v1/status")).json()

@@ -10,7 +10,7 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from echat.testing import serve
-from helpers import auth, make_room, receive_json, register, send_json
+from helpers import auth, history, make_room, receive_json, register, send_json
 
 
 def chat_url(server, room: int, session: str | None = None, **params: str) -> str:
@@ -19,12 +19,6 @@ def chat_url(server, room: int, session: str | None = None, **params: str) -> st
         query["session_id"] = session
     text = "&".join(f"{k}={v}" for k, v in query.items())
     return f"{server.ws_url}/v1/rooms/{room}/chat" + (f"?{text}" if text else "")
-
-
-async def history(http: httpx.AsyncClient, session: str, room: int, **params) -> list[dict]:
-    response = await http.get(f"/v1/rooms/{room}/messages", params=params, headers=auth(session))
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 async def expect_closed(ws, code: int, timeout: float = 5.0) -> None:
