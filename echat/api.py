@@ -13,7 +13,7 @@ from quart import Blueprint, Response, request
 
 from echat import __version__, accounts, jsonio
 from echat.accounts import Session
-from echat.app import current_echat, json_response
+from echat.app import EchatApp, current_echat, json_response
 from echat.errors import (
     EchatError,
     EmptyText,
@@ -116,15 +116,14 @@ def path_id(raw: str, error: type[EchatError]) -> int:
 
 async def require_session() -> Session:
     session_id = accounts.presented_session_id(request.headers, request.args, allow_query=False)
-    return await authenticate(session_id)
+    return await authenticate(current_echat(), session_id)
 
 
-async def authenticate(session_id: str | None) -> Session:
+async def authenticate(app: EchatApp, session_id: str | None) -> Session:
     """The session a request names; Unauthorized for a missing, malformed or ended one."""
     if session_id is None:
         raise Unauthorized()
     key = accounts.session_key(session_id)
-    app = current_echat()
     user = await app.sessions.user(key, app.store.session_user)
     if user is None:
         raise Unauthorized()

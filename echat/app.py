@@ -31,6 +31,7 @@ from echat.proxies import TrustedProxies, parse_networks
 from echat.ratelimit import LoginGuard
 from echat.sessions import SessionCache
 from echat.store import Store, open_store
+from echat.websocket import WebSocket
 
 log = logging.getLogger("echat")
 
@@ -79,9 +80,25 @@ class EchatApp(QuartTrio):
             send = _shield_response_end(send)
         try:
             with self.in_flight:
-                await super().asgi_app(scope, receive, send)
+                if scope["type"] == "websocket":
+                    await self.websocket_app(cast(dict, scope), receive, send)
+                else:
+                    await super().asgi_app(scope, receive, send)
         finally:
             access.write()
+
+    async def websocket_app(self, scope: dict, receive: ASGIReceiveCallable,
+                            send: ASGISendCallable) -> None:
+        """The room socket, served below Quart (echat.websocket says why); any other
+        WebSocket path goes to Quart, which refuses it."""
+        # Imported here: rooms_ws builds on echat.api, which builds on this module.
+        from echat.rooms_ws import chat_room, serve_chat
+
+        room_id = chat_room(scope["path"])
+        if room_id is None:
+            await super().asgi_app(scope, receive, send)
+        else:
+            await serve_chat(self, WebSocket(scope, receive, send), room_id)
 
     def announce(self, result: object, origin: object) -> None:
         """The store's commit listener: runs in commit order, so rooms are fed in id order.
@@ -173,7 +190,6 @@ def current_echat() -> EchatApp:
 def create_app(config: Config | None = None) -> EchatApp:
     from echat.api import api
     from echat.openapi import document
-    from echat.rooms_ws import rooms_ws
     from echat.web import web
 
     config = config or Config()
@@ -193,7 +209,6 @@ def create_app(config: Config | None = None) -> EchatApp:
     app.trusted_proxies = TrustedProxies(parse_networks(config.trusted_proxies))
     app.openapi_json = jsonio.dumps(document(config))
     app.register_blueprint(api)
-    app.register_blueprint(rooms_ws)
     app.register_blueprint(web)
     app.register_error_handler(Exception, render_error)
     if config.metrics:

@@ -9,6 +9,9 @@ nursery, inside the cancel scope the hub uses to close it:
   every other connection of the room, in commit order;
 - the writer sends what the connection's outbox holds.
 
+The socket is served below Quart: `EchatApp.asgi_app` hands the ASGI connection to
+`serve_chat` (echat.websocket says why).
+
 A bad frame is answered with an error frame and the socket stays open. The connection ends
 when the client leaves, or when the hub closes it (slow reader 1013, logout or flood 1008,
 leaving the room 1000, shutdown 1001), in which case the close frame carries that code.
@@ -24,21 +27,31 @@ cost more traffic than the frames it refuses.
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
-from quart import Blueprint, websocket
 
 from echat import accounts, jsonio
 from echat.api import authenticate, check_text, path_id
-from echat.app import current_echat
-from echat.errors import EchatError, InvalidJson, RoomNotFound, error_body
+from echat.errors import EchatError, InternalError, InvalidJson, RoomNotFound, error_body
 from echat.hub import CLOSE_NORMAL, CLOSE_POLICY, EVENT_KINDS, Connection
 from echat.ratelimit import FloodGuard, RateWindow
+from echat.websocket import WebSocket
 
-rooms_ws = Blueprint("rooms_ws", __name__, url_prefix="/v1")
+if TYPE_CHECKING:
+    from echat.app import EchatApp
+
+log = logging.getLogger("echat")
+
+# The route, as the API documents it, and the pattern a request path is matched with.
+CHAT_ROUTE = "/v1/rooms/{room_id}/chat"
+_CHAT_PATH = re.compile(r"/v1/rooms/([^/]+)/chat")
 
 MAX_NONCE = 64
+CLOSE_INTERNAL_ERROR = 1011
 # Sending the close frame waits at most this long: a peer that stopped reading gets no more.
 CLOSE_FRAME_TIMEOUT = 1.0
 
@@ -101,63 +114,93 @@ def parse_events(values: list[str]) -> frozenset[str]:
     return kinds
 
 
-@rooms_ws.websocket("/rooms/<room_id>/chat")
-async def chat(room_id: str) -> None:
-    app = current_echat()
-    session_id = accounts.presented_session_id(websocket.headers, websocket.args, allow_query=True)
-    session = await authenticate(session_id)
+def chat_room(path: str) -> str | None:
+    """The room id part of a room socket's path, or None for any other path."""
+    match = _CHAT_PATH.fullmatch(path)
+    return match.group(1) if match else None
+
+
+async def serve_chat(app: EchatApp, socket: WebSocket, room_id: str) -> None:
+    """Run one room socket from handshake to close. A refused handshake is answered with the
+    contract's error as a plain HTTP response; an unexpected failure is logged, and answered
+    with 500 `internal_error` or, once accepted, closed with 1011."""
+    try:
+        await _chat(app, socket, room_id)
+    except EchatError as error:
+        await _refuse(socket, error)
+    except Exception:
+        log.exception("room socket failed")
+        if not socket.accepted:
+            await _refuse(socket, InternalError())
+        elif not socket.disconnected:
+            with trio.move_on_after(CLOSE_FRAME_TIMEOUT):
+                await socket.close(CLOSE_INTERNAL_ERROR)
+            await _discard_until_disconnect(socket)
+
+
+async def _refuse(socket: WebSocket, error: EchatError) -> None:
+    body = jsonio.dumps(error.body()).encode()
+    headers = [(b"content-type", jsonio.CONTENT_TYPE.encode()),
+               (b"content-length", str(len(body)).encode()),
+               *((name.lower().encode(), value.encode()) for name, value in error.headers.items())]
+    await socket.refuse(error.status, headers, body)
+
+
+async def _chat(app: EchatApp, socket: WebSocket, room_id: str) -> None:
+    session_id = accounts.presented_session_id(socket.headers(), socket.args(), allow_query=True)
+    session = await authenticate(app, session_id)
     room = path_id(room_id, RoomNotFound)
     if not await app.store.is_member(room, session.user.id):
         raise RoomNotFound()
-    events = parse_events(websocket.args.getlist("events"))
+    events = parse_events(socket.args().getlist("events"))
     # Registered before accepting, so a client whose handshake has completed gets every frame
     # published after it (a message, another member arriving); the outbox holds them meanwhile.
     with app.hub.connect(room, session.user.id, session.key, events) as conn:
-        await websocket.accept()
+        await socket.accept()
         with conn.scope:
             # Leaving the room closes the leaver's registered sockets; one whose handshake was
             # checked before the leave committed but registered after it is caught here.
             if not await app.store.is_member(room, session.user.id):
                 conn.close(CLOSE_NORMAL)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_write_loop, conn, nursery.cancel_scope)
-                await _read_loop(conn)
+                nursery.start_soon(_write_loop, app, socket, conn, nursery.cancel_scope)
+                await _read_loop(app, socket, conn)
                 nursery.cancel_scope.cancel()
-    if conn.close_code is not None:
+    if conn.close_code is not None and not socket.disconnected:
         with trio.move_on_after(CLOSE_FRAME_TIMEOUT):
-            await websocket.close(conn.close_code)
-    await _discard_until_disconnect()
+            await socket.close(conn.close_code)
+    await _discard_until_disconnect(socket)
 
 
-async def _discard_until_disconnect() -> None:
-    """Read and drop frames until the client has gone (quart-trio then cancels this task).
+async def _discard_until_disconnect(socket: WebSocket) -> None:
+    """Read and drop frames until the client has gone.
 
     hypercorn hands the app a final `websocket.disconnect` through a bounded queue, and waits
     forever if the app stopped reading while the client's frames filled it, which would leak
     the connection. Once the client answers the close frame, or `peer_timeout` passes in
     silence, the disconnect arrives and this ends.
     """
-    while True:
-        await websocket.receive()
+    while await socket.receive() is not None:
+        pass
 
 
-async def _write_loop(conn: Connection, done: trio.CancelScope) -> None:
-    metrics = current_echat().metrics
+async def _write_loop(app: EchatApp, socket: WebSocket, conn: Connection,
+                      done: trio.CancelScope) -> None:
+    metrics = app.metrics
     async for frame in conn.inbox:
-        await websocket.send(frame)
+        await socket.send(frame)
         metrics.frames_delivered += 1
     done.cancel()
 
 
-async def _read_loop(conn: Connection) -> None:
-    app = current_echat()
+async def _read_loop(app: EchatApp, socket: WebSocket, conn: Connection) -> None:
+    """Until the client goes, or floods (the hub closes the others' way)."""
     config = app.echat_config
     # The limits are made at the first frame that needs them: most sockets sit idle, and
     # thousands of idle sockets should not each carry them.
     guard: FloodGuard | None = None
     typing_window: RateWindow | None = None
-    while True:
-        data = await websocket.receive()
+    while (data := await socket.receive()) is not None:
         try:
             frame = parse_frame(data, config.max_text)
         except EchatError as error:
@@ -167,7 +210,7 @@ async def _read_loop(conn: Connection) -> None:
             if typing_window is None:
                 typing_window = RateWindow(TYPING_PER_SECOND, 1.0)
             if typing_window.take():
-                _publish_typing(conn, frame.state)
+                _publish_typing(app, conn, frame.state)
             continue
         post = frame
         if guard is None and config.ws_rate > 0:
@@ -197,8 +240,8 @@ async def _read_loop(conn: Connection) -> None:
             ))
 
 
-def _publish_typing(conn: Connection, state: str) -> None:
+def _publish_typing(app: EchatApp, conn: Connection, state: str) -> None:
     frame = jsonio.dumps(
         {"type": "typing", "room_id": conn.room_id, "user_id": conn.user_id, "state": state}
     )
-    current_echat().hub.publish_event(conn.room_id, "typing", frame, skip=conn)
+    app.hub.publish_event(conn.room_id, "typing", frame, skip=conn)

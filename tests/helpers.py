@@ -13,6 +13,8 @@ import wsproto
 from trio_websocket import WebSocketConnection, open_websocket_url
 from wsproto.events import Event, Request
 
+from echat.rooms_ws import CHAT_ROUTE
+
 
 def auth(session_id: str) -> dict[str, str]:
     return {"X-Session-Id": session_id}
@@ -69,8 +71,9 @@ async def wait_for_sockets(http: httpx.AsyncClient, count: int, timeout: float =
 
 def route_table(app: Any, *, websocket: bool) -> set[tuple[str, str]]:
     """The app's routes as (method, path) with OpenAPI's `{name}` for path parameters; "WS" is
-    the method of a WebSocket route (left out unless `websocket`)."""
-    table = set()
+    the method of a WebSocket route (left out unless `websocket`). The room socket is served
+    below Quart's routing (echat.rooms_ws), so it is added by hand."""
+    table = {("WS", CHAT_ROUTE)} if websocket else set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static" or (rule.websocket and not websocket):
             continue

@@ -74,6 +74,47 @@ async def test_session_may_come_from_either_header(server, pair):
             assert (await receive_json(ws))["ack"] == "n"
 
 
+async def test_other_websocket_paths_are_refused_with_not_found(server, pair):
+    a, b, room = pair
+    for path in (f"/v1/rooms/{room}/chat/extra", f"/v1/rooms/{room}/chatter", "/v1/chat"):
+        with pytest.raises(ConnectionRejected) as refused:
+            async with open_websocket_url(f"{server.ws_url}{path}?session_id={a}"):
+                pass
+        assert refused.value.status_code == 404, path
+        assert json.loads(refused.value.body) == {"error": {"code": "not_found"}}, path
+
+
+async def test_a_failure_in_the_handshake_is_logged_and_answered_500(server, pair, monkeypatch,
+                                                                      caplog):
+    a, b, room = pair
+
+    async def broken(*args):
+        raise RuntimeError("store bug")
+
+    monkeypatch.setattr(server.app.store, "is_member", broken)
+    with pytest.raises(ConnectionRejected) as refused:
+        async with open_websocket_url(chat_url(server, room, a)):
+            pass
+    assert refused.value.status_code == 500
+    assert json.loads(refused.value.body) == {"error": {"code": "internal_error"}}
+    assert "room socket failed" in caplog.text and "store bug" in caplog.text
+
+
+async def test_a_failure_after_accepting_closes_that_socket_with_1011(server, http, pair,
+                                                                      monkeypatch, caplog):
+    a, b, room = pair
+    async with open_websocket_url(chat_url(server, room, a)) as broken_socket, \
+            open_websocket_url(chat_url(server, room, b)) as neighbour:
+        monkeypatch.setattr("echat.rooms_ws.parse_frame", lambda data, max_text: 1 / 0)
+        await send_json(broken_socket, {"text": "boom"})
+        await expect_closed(broken_socket, 1011)
+        monkeypatch.undo()
+        await send_json(neighbour, {"text": "still here", "nonce": "n"})
+        assert (await receive_json(neighbour))["ack"] == "n"
+    assert "room socket failed" in caplog.text and "ZeroDivisionError" in caplog.text
+    assert [m["text"] for m in await history(http, a, room)] == ["still here"]
+
+
 # -- delivery -----------------------------------------------------------------------------
 
 
