@@ -264,7 +264,8 @@ async def history(room_id: str) -> Response:
     messages = await current_echat().store.messages(
         room, session.user.id, limit=limit, before=before, after=after
     )
-    return json_response([message.to_json() for message in messages])
+    return Response(jsonio.array(message.encoded() for message in messages),
+                    content_type=jsonio.CONTENT_TYPE)
 
 
 # -- sync without a socket, and read state -------------------------------------------------

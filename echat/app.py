@@ -110,7 +110,7 @@ class EchatApp(QuartTrio):
         if isinstance(result, StoredMessage) and result.created:
             message = result.message
             self.metrics.messages_stored += 1
-            self.hub.publish(message.room_id, jsonio.dumps(message.to_json()), skip=origin)
+            self.hub.publish(message.room_id, message.encoded(), skip=origin)
             self.hub.feed_message(message, result.members)
         elif isinstance(result, RoomEvent):
             self.hub.publish_event(result.room_id, result.kind, jsonio.dumps(result.to_json()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from echat.errors import InvalidJson
@@ -15,6 +16,11 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 def dumps(value: Any) -> str:
     """Compact JSON with non-ASCII kept as is (`"Вася"`, not `"\\u0412..."`)."""
     return _encoder.encode(value)
+
+
+def array(encoded: Iterable[str]) -> str:
+    """A JSON array of values already encoded with `dumps`."""
+    return "[" + ",".join(encoded) + "]"
 
 
 def loads(data: str | bytes) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from echat import jsonio
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,15 @@ class Message:
     room_id: int
     created_at: str
     edited_at: str | None = None
+    _encoded: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def encoded(self) -> str:
+        """`to_json()` as JSON text, encoded at the first call only: a new message goes out
+        in a frame to every member and then in history pages (echat.recent keeps the same
+        object), all from one encoding."""
+        if self._encoded is None:
+            object.__setattr__(self, "_encoded", jsonio.dumps(self.to_json()))
+        return self._encoded  # type: ignore[return-value]
 
     def to_json(self) -> dict:
         shown = {
