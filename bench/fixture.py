@@ -33,7 +33,9 @@ class Sizes:
     storm_info_requests: int
     storm_login_clients: int
     fanout: tuple[tuple[int, int], ...]  # (clients in one room, messages each client sends)
-    fanout_rounds: int  # runs of each fan-out against each server, in turns; the median is shown
+    # Runs of each short, swinging scenario (REST GETs, fan-out) against each server, taken in
+    # turns; the median run is shown.
+    rounds: int
     rooms: int  # rooms of ROOM_SIZE members all talking at once
     room_messages: int
     idle_sockets: int
@@ -49,7 +51,7 @@ ROOM_SIZE = 4
 FULL = Sizes(
     rest_clients=50, rest_requests=4000, login_requests=40,
     storm_info_clients=10, storm_info_requests=2000, storm_login_clients=40,
-    fanout=((20, 100), (100, 10)), fanout_rounds=3, rooms=500, room_messages=5,
+    fanout=((20, 100), (100, 10)), rounds=5, rooms=500, room_messages=5,
     idle_sockets=5000, idle_hold=3.0, shallow_messages=1000, deep_messages=1_000_000,
     history_requests=3000, history_rounds=300,
 )
@@ -57,7 +59,7 @@ FULL = Sizes(
 TINY = Sizes(
     rest_clients=2, rest_requests=30, login_requests=2,
     storm_info_clients=2, storm_info_requests=20, storm_login_clients=1,
-    fanout=((3, 4), (5, 2)), fanout_rounds=1, rooms=3, room_messages=2,
+    fanout=((3, 4), (5, 2)), rounds=1, rooms=3, room_messages=2,
     idle_sockets=12, idle_hold=0.2, shallow_messages=60, deep_messages=200, history_requests=20,
     history_rounds=5,
 )
