@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -350,3 +352,57 @@ async def test_a_message_from_a_non_member_is_refused_and_not_announced(tmp_path
         assert stored.created and not again.created and again.message == stored.message
         assert [r.message.id for r in announced if r.created] == [stored.message.id]
         assert [m.id for m in await store.messages(room, bob, limit=10)] == [stored.message.id]
+
+
+async def test_a_refused_message_leaves_the_rest_of_its_batch_stored(tmp_path):
+    # Messages are written without a savepoint of their own: a refusal must come before the
+    # message writes anything.
+    path = database(tmp_path)
+    async with open_store(path) as store:
+        alice, bob, room = await users_and_room(store)
+        carol = (await store.create_user("Carol", "carol", "hash")).id
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # so that the posts below queue into one batch
+        outcomes: dict[str, object] = {}
+
+        async def post(name: str, user: int) -> None:
+            try:
+                outcomes[name] = (await store.add_message(room, user, name, nonce=name)).created
+            except RoomNotFound as error:
+                outcomes[name] = error
+
+        async with trio.open_nursery() as nursery:
+            for name, user in [("a1", alice), ("c1", carol), ("b1", bob), ("c2", carol),
+                               ("a2", alice)]:
+                nursery.start_soon(post, name, user)
+            await trio.testing.wait_all_tasks_blocked()
+            blocker.execute("ROLLBACK")
+        blocker.close()
+        assert outcomes["a1"] is outcomes["b1"] is outcomes["a2"] is True
+        assert isinstance(outcomes["c1"], RoomNotFound) and isinstance(outcomes["c2"], RoomNotFound)
+        assert sorted(m.text for m in await store.messages(room, bob, limit=10)) == [
+            "a1", "a2", "b1"]
+        assert [room_.unread for room_ in await store.rooms_of(bob)] == [2]
+    with closing(sqlite3.connect(path)) as conn:
+        assert sorted(n for (n,) in conn.execute("SELECT nonce FROM message_nonces")) == [
+            "a1", "a2", "b1"]
+
+
+async def test_an_expired_nonce_stores_the_message_again_and_is_swept(tmp_path, monkeypatch):
+    monkeypatch.setattr(echat.store, "NONCE_SWEEP_SECONDS", 0.0)  # after every batch
+    path = database(tmp_path)
+    long_ago = (datetime.now(timezone.utc) - timedelta(minutes=11)).strftime("%Y-%m-%dT%H:%M:%S")
+    async with open_store(path) as store:
+        alice, bob, room = await users_and_room(store)
+        first = await store.add_message(room, alice, "hi", nonce="n1")
+        await store.add_message(room, bob, "old", nonce="n2")
+        with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            conn.execute("UPDATE message_nonces SET created_at = ?", (long_ago,))
+        # The expired n1 is still there when this batch runs (swept after it) and is replaced.
+        again = await store.add_message(room, alice, "hi", nonce="n1")
+        assert again.created and again.message.id != first.message.id
+        resent = await store.add_message(room, alice, "hi", nonce="n1")
+        assert not resent.created and resent.message == again.message
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT user_id, nonce, message_id FROM message_nonces").fetchall() == [
+            (alice, "n1", again.message.id)]
