@@ -27,7 +27,6 @@ import shutil
 import sqlite3
 import tempfile
 import threading
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -88,9 +87,6 @@ UPGRADES: dict[int, str] = {
 
 # How long a client nonce protects against a resent message (the contract's 10 minutes).
 NONCE_WINDOW = timedelta(minutes=10)
-# Expired nonces are deleted by the writer this often, not by every message: a statement less
-# per message (each statement lets go of the GIL, and the busy event loop has to hand it back).
-NONCE_SWEEP_SECONDS = 60.0
 
 # Upper bound on jobs in one transaction: large enough that a burst of senders shares one
 # commit, small enough that the first of them is not kept waiting behind thousands.
@@ -122,8 +118,6 @@ class _Job:
     args: tuple
     announce: bool
     origin: object
-    # Run in a savepoint of its own, so that a refusal undoes what the job wrote before it.
-    savepoint: bool = True
     done: trio.Event = field(default_factory=trio.Event)
     result: Any = None
     error: BaseException | None = None
@@ -177,7 +171,6 @@ class Store:
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         try:
             stopping = False
-            next_sweep = time.monotonic()
             while not stopping:
                 jobs = [self._jobs.get()]
                 while len(jobs) < MAX_BATCH:
@@ -198,9 +191,6 @@ class Store:
                 if jobs:
                     _run_batch(conn, jobs)
                     self._hand_back(jobs)
-                if time.monotonic() >= next_sweep:
-                    _sweep_nonces(conn)
-                    next_sweep = time.monotonic() + NONCE_SWEEP_SECONDS
         finally:
             conn.close()
 
@@ -221,15 +211,14 @@ class Store:
             job.done.set()
 
     async def _write(self, fn: Callable[..., Any], *args: Any, announce: bool = False,
-                     origin: object = None, savepoint: bool = True) -> Any:
-        """Run `fn(conn, *args)` on the writer thread inside a transaction. A job that raises
-        EchatError only before it writes anything may do without a savepoint.
+                     origin: object = None) -> Any:
+        """Run `fn(conn, *args)` on the writer thread inside a transaction.
 
         Cancellation: the job is already queued and will commit; only the wait is abandoned.
         """
         if self._closed:
             raise RuntimeError("the store is closed")
-        job = _Job(fn, args, announce, origin, savepoint)
+        job = _Job(fn, args, announce, origin)
         self._jobs.put(job)
         await job.done.wait()
         if job.error is not None:
@@ -368,7 +357,7 @@ class Store:
         user is not a member. Cancellation: the message may still be stored and announced.
         """
         return await self._write(_insert_message, room_id, user_id, text, nonce,
-                                 announce=True, origin=origin, savepoint=False)
+                                 announce=True, origin=origin)
 
     async def edit_message(self, room_id: int, user_id: int, message_id: int,
                            text: str) -> Message:
@@ -576,12 +565,6 @@ def _run_batch(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
     try:
         conn.execute("BEGIN IMMEDIATE")
         for job in jobs:
-            if not job.savepoint:
-                try:
-                    job.result = job.fn(conn, *job.args)
-                except EchatError as error:
-                    job.error = error
-                continue
             conn.execute("SAVEPOINT job")
             try:
                 job.result = job.fn(conn, *job.args)
@@ -607,15 +590,6 @@ def _run_batch(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
 
 def _nothing(conn: sqlite3.Connection) -> None:
     return None
-
-
-def _sweep_nonces(conn: sqlite3.Connection) -> None:
-    """Delete the nonces older than NONCE_WINDOW (their own transaction)."""
-    cutoff = (datetime.now(timezone.utc) - NONCE_WINDOW).strftime("%Y-%m-%dT%H:%M:%S")
-    try:
-        conn.execute("DELETE FROM message_nonces WHERE created_at < ?", (cutoff,))
-    except sqlite3.Error:
-        log.exception("deleting expired nonces failed")  # kept, and tried again later
 
 
 # -- statements (each runs inside a transaction opened by the caller) -------------------------
@@ -840,49 +814,45 @@ def _insert_message(conn: sqlite3.Connection, room_id: int, user_id: int, text: 
                     nonce: str | None) -> StoredMessage:
     now = datetime.now(timezone.utc)
     created_at = now.strftime("%Y-%m-%dT%H:%M:%S")
-    # Expired nonces may still be here until the writer sweeps them (_sweep_nonces).
-    cutoff = (now - NONCE_WINDOW).strftime("%Y-%m-%dT%H:%M:%S")
-    # One statement checks membership and the nonce and inserts: each statement lets go of
-    # the GIL, and the busy event loop has to hand it back. Only when nothing was inserted is
-    # it worth a second look to tell a resend from a non-member.
+    if nonce is not None:
+        cutoff = (now - NONCE_WINDOW).strftime("%Y-%m-%dT%H:%M:%S")
+        conn.execute("DELETE FROM message_nonces WHERE created_at < ?", (cutoff,))
+        row = conn.execute(
+            "SELECT message_id FROM message_nonces WHERE user_id = ? AND nonce = ?",
+            (user_id, nonce),
+        ).fetchone()
+        if row is not None:
+            return StoredMessage(_message_by_id(conn, row[0]), created=False)
+    # The membership test is part of the insert, so a user who has just left cannot post.
     cursor = conn.execute(
         "INSERT INTO messages (room_id, user_id, text, created_at)"
         " SELECT ?, ?, ?, ? WHERE EXISTS"
-        " (SELECT 1 FROM room_members WHERE room_id = ? AND user_id = ?) AND NOT EXISTS"
-        " (SELECT 1 FROM message_nonces WHERE user_id = ? AND nonce = ? AND created_at >= ?)",
-        (room_id, user_id, text, created_at, room_id, user_id, user_id, nonce, cutoff),
+        " (SELECT 1 FROM room_members WHERE room_id = ? AND user_id = ?)",
+        (room_id, user_id, text, created_at, room_id, user_id),
     )
     if cursor.rowcount == 0:
-        row = None if nonce is None else conn.execute(
-            "SELECT message_id FROM message_nonces"
-            " WHERE user_id = ? AND nonce = ? AND created_at >= ?",
-            (user_id, nonce, cutoff),
-        ).fetchone()
-        if row is None:
-            raise RoomNotFound()
-        return StoredMessage(_message_by_id(conn, row[0]), created=False)
+        raise RoomNotFound()
     message = Message(cursor.lastrowid, text, user_id, room_id, created_at)
     if nonce is not None:
         conn.execute(
-            "INSERT OR REPLACE INTO message_nonces (user_id, nonce, message_id, created_at)"
+            "INSERT INTO message_nonces (user_id, nonce, message_id, created_at)"
             " VALUES (?, ?, ?, ?)",
             (user_id, nonce, message.id, created_at),
         )
     # Plain statements rather than triggers: a trigger on the messages insert cost a fifth of
     # the writer's throughput. The new id is above every read marker, so each other member
-    # has one more unread message. The members, for the feed waiters, come back with the
-    # room's update as one row: the sqlite3 module lets go of the GIL for every statement and
-    # row it steps to, and each time the busy event loop has to hand it back (reading them
-    # row by row made the event loop's thread use 1.4 times the CPU in a 20-member room's
-    # fan-out). RETURNING on the unread UPDATE would cost twice as much in SQLite.
+    # has one more unread message. The members are then read for the feed waiters with a
+    # SELECT: RETURNING on the UPDATE costs twice as much in SQLite. They come back as one
+    # row: the sqlite3 module lets go of the GIL for every row it steps to, and each time
+    # the busy event loop has to hand it back: in a 20-member room's fan-out, that made the
+    # event loop's thread use 1.4 times the CPU.
     conn.execute(
         "UPDATE room_members SET unread = unread + 1 WHERE room_id = ? AND user_id != ?",
         (room_id, user_id),
     )
+    conn.execute("UPDATE rooms SET last_message_id = ? WHERE id = ?", (message.id, room_id))
     (members,) = conn.execute(
-        "UPDATE rooms SET last_message_id = ? WHERE id = ? RETURNING"
-        " (SELECT group_concat(user_id) FROM room_members WHERE room_id = rooms.id)",
-        (message.id, room_id),
+        "SELECT group_concat(user_id) FROM room_members WHERE room_id = ?", (room_id,)
     ).fetchone()
     return StoredMessage(message, True, tuple(map(int, members.split(","))))
 
