@@ -184,15 +184,14 @@ PATHS: dict[str, Schema] = {
                          body=obj({"message_id": ID})),
     },
     "/v1/feed": {"get": operation(
-        "Messages of every room of the caller after the cursor, oldest first; with `wait`, held"
-        " until one arrives or the time is up (whole seconds here; the server also takes"
-        " fractions to the millisecond)",
+        "Messages of every room of the caller after the cursor, oldest first; with `wait`"
+        " (seconds, to the millisecond), held until one arrives or the time is up",
         obj({"messages": listed("Message"), "cursor": MESSAGE_ID}), errors=["invalid_json"],
         query={"after": MESSAGE_ID,
                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_FEED_LIMIT,
                          "default": DEFAULT_FEED_LIMIT},
-               "wait": {"type": "integer", "minimum": 0, "maximum": int(MAX_FEED_WAIT),
-                        "default": 0}})},
+               "wait": {"type": "number", "minimum": 0, "maximum": MAX_FEED_WAIT,
+                        "multipleOf": 0.001, "default": 0}})},
     "/v1/status": {"get": operation("Server figures", ref("Status"), session=False)},
     "/v1/openapi.json": {"get": operation("This document", {"type": "object"}, session=False)},
 }

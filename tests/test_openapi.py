@@ -107,7 +107,7 @@ def test_fuzz_the_running_server_against_the_document(running, method, path, mod
             # A valid wait would hold the request up to a minute, as nothing arrives here;
             # holding is tested in test_feed.py. Invalid waits stay as generated.
             wait = case.query.get("wait")
-            if isinstance(wait, int) and not isinstance(wait, bool) and 0 < wait <= 60:
+            if isinstance(wait, (int, float)) and not isinstance(wait, bool) and 0 < wait <= 60:
                 case.query["wait"] = 0
         response = case.call(base_url=server.url, headers=headers)
         case.validate_response(response, checks=CHECKS)
