@@ -194,7 +194,8 @@ async def _write_loop(app: EchatApp, socket: WebSocket, conn: Connection,
 
 
 async def _read_loop(app: EchatApp, socket: WebSocket, conn: Connection) -> None:
-    """Until the client goes, or floods (the hub closes the others' way)."""
+    """Read and answer frames until the client goes or floods (then closed here with 1008);
+    every other close comes from the hub, which cancels this through the connection's scope."""
     config = app.echat_config
     # The limits are made at the first frame that needs them: most sockets sit idle, and
     # thousands of idle sockets should not each carry them.
