@@ -147,12 +147,13 @@ async def _refuse(socket: WebSocket, error: EchatError) -> None:
 
 
 async def _chat(app: EchatApp, socket: WebSocket, room_id: str) -> None:
-    session_id = accounts.presented_session_id(socket.headers(), socket.args(), allow_query=True)
+    args = socket.args()
+    session_id = accounts.presented_session_id(socket.headers(), args, allow_query=True)
     session = await authenticate(app, session_id)
     room = path_id(room_id, RoomNotFound)
     if not await app.store.is_member(room, session.user.id):
         raise RoomNotFound()
-    events = parse_events(socket.args().getlist("events"))
+    events = parse_events(args.getlist("events"))
     # Registered before accepting, so a client whose handshake has completed gets every frame
     # published after it (a message, another member arriving); the outbox holds them meanwhile.
     with app.hub.connect(room, session.user.id, session.key, events) as conn:
