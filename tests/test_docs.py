@@ -7,7 +7,7 @@ from pathlib import Path
 
 from echat.app import create_app
 from echat.config import Config, env_name, flag_name, settings
-from echat.rooms_ws import CHAT_ROUTE
+from helpers import route_table
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -30,11 +30,6 @@ def test_every_setting_is_in_the_settings_table():
 def test_every_route_is_in_the_readme():
     app = create_app(Config(metrics=True))
     documented = documented_routes()
-    missing = [] if f"WS {normalize(CHAT_ROUTE)}" in documented else [f"WS {CHAT_ROUTE}"]
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
-        methods = {"WS"} if rule.websocket else set(rule.methods) - {"HEAD", "OPTIONS"}
-        missing += [f"{m} {normalize(rule.rule)}" for m in methods
-                    if f"{m} {normalize(rule.rule)}" not in documented]
+    missing = sorted(f"{method} {path}" for method, path in route_table(app, websocket=True)
+                     if f"{method} {normalize(path)}" not in documented)
     assert missing == []
